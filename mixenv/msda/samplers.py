@@ -1,0 +1,289 @@
+"""Samplers: draw each method's parameters from a ``torch.Generator`` the way its paper does.
+
+Every sampler returns a small frozen dataclass whose fields are exactly the arguments of the
+method's mixing function, so a mix can be logged, replayed or applied later::
+
+    g = torch.Generator().manual_seed(0)
+    params = sample_cutmix(x.shape[0], x.shape[-2:], alpha=1.0, generator=g)
+    x_mixed, y_mixed = params.apply(x, y)
+
+Parameters are drawn on the CPU (cheap, and identical on every device) and moved to the batch's
+device when applied. Nothing here touches the global random state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+from torch import Tensor
+
+from mixenv.msda.checks import check_batch
+from mixenv.msda.methods import (
+    cutmix_plan,
+    gmix_plan,
+    hmix_plan,
+    mixup_plan,
+    region_mixup_plan,
+    rmix_plan,
+)
+from mixenv.msda.plan import MixPlan, apply_plan
+
+GMIX_MIN_LAM = 1e-6
+"""GMix's Gaussian needs ``lam > 0``; a Beta draw that underflows to 0 is raised to this."""
+
+
+def sample_beta(alpha: float, size: Sequence[int], generator: torch.Generator) -> Tensor:
+    """Draw ``Beta(alpha, alpha)`` samples of shape ``size`` (float32, CPU) from ``generator``."""
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive, got {alpha}")
+    concentration = torch.full(tuple(size), float(alpha), dtype=torch.float64)
+    first = torch._standard_gamma(concentration, generator=generator)
+    second = torch._standard_gamma(concentration, generator=generator)
+    total = first + second
+    # Both gammas can underflow to 0 for tiny alpha; the limit is then a fair coin at 0 or 1.
+    lam = torch.where(total > 0, first / total.clamp_min(1e-300), (first >= second).double())
+    return lam.float()
+
+
+def topk_levels(count: int) -> Tensor:
+    """The top-k percentile levels of R-Mix: ``linspace(0, 0.99, count)``."""
+    if count < 1:
+        raise ValueError(f"topk_levels must be at least 1, got {count}")
+    return torch.linspace(0.0, 0.99, count)
+
+
+@dataclass(frozen=True)
+class MixParams:
+    """Base of the parameter records: ``plan`` is the method's plan builder on these fields."""
+
+    def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
+        """The deterministic :class:`MixPlan` for a batch of shape ``size``."""
+        raise NotImplementedError
+
+    def to(self, device: torch.device | str) -> MixParams:
+        """A copy with every tensor field on ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return replace(self, **moved)
+
+    def apply(self, x: Tensor, y: Tensor, saliency: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Mix ``x`` and soft labels ``y`` with these parameters (R-Mix needs ``saliency``)."""
+        check_batch(x, y)
+        return apply_plan(x, y, self.to(x.device).plan(x.shape, saliency))
+
+
+@dataclass(frozen=True)
+class MixupParams(MixParams):
+    """Arguments of :func:`~mixenv.msda.mixup`."""
+
+    lam: Tensor
+    perm: Tensor
+
+    def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
+        return mixup_plan(self.lam, self.perm, size)
+
+
+@dataclass(frozen=True)
+class CutMixParams(MixParams):
+    """Arguments of :func:`~mixenv.msda.cutmix`."""
+
+    box: Tensor
+    perm: Tensor
+
+    def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
+        return cutmix_plan(self.box, self.perm, size)
+
+
+@dataclass(frozen=True)
+class RegionMixupParams(MixParams):
+    """Arguments of :func:`~mixenv.msda.region_mixup`."""
+
+    lams: Tensor
+    perms: Tensor
+
+    def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
+        return region_mixup_plan(self.lams, self.perms, size)
+
+
+@dataclass(frozen=True)
+class RMixParams(MixParams):
+    """Arguments of :func:`~mixenv.msda.rmix` but the saliency, which comes with each batch."""
+
+    q: Tensor
+    lam: Tensor
+    perm: Tensor
+    grid: int
+
+    def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
+        if saliency is None:
+            raise ValueError("R-Mix needs the saliency [B, H, W] of the unmixed batch")
+        return rmix_plan(saliency, self.q, self.lam, self.perm, self.grid, size)
+
+
+@dataclass(frozen=True)
+class HMixParams(MixParams):
+    """Arguments of :func:`~mixenv.msda.hmix`."""
+
+    box: Tensor
+    lam: Tensor
+    perm: Tensor
+
+    def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
+        return hmix_plan(self.box, self.lam, self.perm, size)
+
+
+@dataclass(frozen=True)
+class GMixParams(MixParams):
+    """Arguments of :func:`~mixenv.msda.gmix`."""
+
+    center: Tensor
+    lam: Tensor
+    perm: Tensor
+    swap: Tensor
+
+    def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
+        return gmix_plan(self.center, self.lam, self.perm, size, self.swap)
+
+
+def sample_mixup(
+    batch_size: int, alpha: float = 1.0, *, generator: torch.Generator, per_sample: bool = False
+) -> MixupParams:
+    """Mixup: ``lam ~ Beta(alpha, alpha)`` (one per batch, or per sample) and a random ``perm``."""
+    lam = sample_beta(alpha, (batch_size,) if per_sample else (), generator)
+    return MixupParams(lam, torch.randperm(batch_size, generator=generator))
+
+
+def sample_cutmix(
+    batch_size: int,
+    image_size: Sequence[int],
+    alpha: float = 1.0,
+    *,
+    generator: torch.Generator,
+    per_sample: bool = False,
+) -> CutMixParams:
+    """CutMix: ``lam ~ Beta(alpha, alpha)``, a box of side ``sqrt(1 - lam)`` of the image.
+
+    The box centre is uniform over the pixels and the box is clipped to the image; the labels
+    then follow the exact clipped area (CutMix's area correction).
+    """
+    lam = sample_beta(alpha, (batch_size if per_sample else 1,), generator)
+    box = _random_boxes(lam, image_size, 1.0, generator)
+    return CutMixParams(
+        box if per_sample else box[0], torch.randperm(batch_size, generator=generator)
+    )
+
+
+def sample_region_mixup(
+    batch_size: int,
+    grid: int = 2,
+    alpha: float = 1.0,
+    *,
+    generator: torch.Generator,
+    per_sample: bool = False,
+) -> RegionMixupParams:
+    """Region Mixup: ``k * k`` lambdas from ``Beta(alpha, alpha)`` and ``k * k`` permutations."""
+    if grid < 1:
+        raise ValueError(f"grid must be at least 1, got {grid}")
+    shape = (batch_size, grid, grid) if per_sample else (grid, grid)
+    lams = sample_beta(alpha, shape, generator)
+    perms = torch.stack(
+        [torch.randperm(batch_size, generator=generator) for _ in range(grid * grid)]
+    ).reshape(grid, grid, batch_size)
+    return RegionMixupParams(lams, perms)
+
+
+def sample_rmix(
+    batch_size: int,
+    alpha: float = 1.0,
+    *,
+    generator: torch.Generator,
+    grids: Sequence[int] = (2, 4),
+    topk_count: int = 10,
+    per_sample: bool = False,
+) -> RMixParams:
+    """R-Mix: one ``lam`` per batch, a grid uniform over ``grids``, and per sample a top-k
+    percentile ``q`` uniform over ``linspace(0, 0.99, topk_count)``."""
+    if not grids:
+        raise ValueError("grids must name at least one grid size")
+    levels = topk_levels(topk_count)
+    q = levels[torch.randint(len(levels), (batch_size,), generator=generator)]
+    lam = sample_beta(alpha, (batch_size,) if per_sample else (), generator)
+    grid = int(grids[int(torch.randint(len(grids), (), generator=generator))])
+    return RMixParams(q, lam, torch.randperm(batch_size, generator=generator), grid)
+
+
+def sample_hmix(
+    batch_size: int,
+    image_size: Sequence[int],
+    alpha: float = 1.0,
+    ratio: float = 0.5,
+    *,
+    generator: torch.Generator,
+    per_sample: bool = False,
+) -> HMixParams:
+    """HMix as naver-ai/hmix-gmix: ``lam ~ Beta(alpha, alpha)``, box area ``ratio * (1 - lam)``.
+
+    Outside the box the Mixup weight is ``lam / (1 - box area)``, so that the own label weight
+    is ``lam`` up to the box's pixel rounding.
+    """
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
+    lam = sample_beta(alpha, (batch_size if per_sample else 1,), generator)
+    box = _random_boxes(lam, image_size, ratio, generator)
+    height, width = image_size
+    kept = 1 - ((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])).float() / (height * width)
+    outside_lam = torch.where(kept > 0, lam / kept.clamp_min(1e-12), 1.0).clamp(0, 1)
+    if per_sample:
+        return HMixParams(box, outside_lam, torch.randperm(batch_size, generator=generator))
+    return HMixParams(box[0], outside_lam[0], torch.randperm(batch_size, generator=generator))
+
+
+def sample_gmix(
+    batch_size: int,
+    image_size: Sequence[int],
+    alpha: float = 1.0,
+    *,
+    generator: torch.Generator,
+    per_sample: bool = False,
+) -> GMixParams:
+    """GMix as naver-ai/hmix-gmix: ``lam ~ Beta(alpha, alpha)``, an integer centre uniform over
+    the pixels; when ``lam >= 0.5`` the roles swap (the Gaussian of ``1 - lam`` is the partner's
+    weight), so the own label weight follows ``lam``."""
+    height, width = image_size
+    count = batch_size if per_sample else 1
+    drawn = sample_beta(alpha, (count,), generator)
+    center = torch.stack(
+        [
+            torch.randint(height, (count,), generator=generator),
+            torch.randint(width, (count,), generator=generator),
+        ],
+        dim=1,
+    ).float()
+    swap = drawn >= 0.5
+    lam = torch.where(swap, 1 - drawn, drawn).clamp_min(GMIX_MIN_LAM)
+    perm = torch.randperm(batch_size, generator=generator)
+    if per_sample:
+        return GMixParams(center, lam, perm, swap)
+    return GMixParams(center[0], lam[0], perm, swap[0])
+
+
+def _random_boxes(
+    lam: Tensor, image_size: Sequence[int], ratio: float, generator: torch.Generator
+) -> Tensor:
+    """CutMix boxes ``[N, 4]``: side ``sqrt(ratio * (1 - lam))`` of the image, uniform centre."""
+    height, width = (int(s) for s in image_size)
+    side = torch.sqrt(ratio * (1 - lam.double()))
+    cut_h = (height * side).floor().long()
+    cut_w = (width * side).floor().long()
+    cy = torch.randint(height, lam.shape, generator=generator)
+    cx = torch.randint(width, lam.shape, generator=generator)
+    y0 = (cy - cut_h // 2).clamp(0, height)
+    y1 = (cy + cut_h // 2).clamp(0, height)
+    x0 = (cx - cut_w // 2).clamp(0, width)
+    x1 = (cx + cut_w // 2).clamp(0, width)
+    return torch.stack([y0, x0, y1, x1], dim=1)
