@@ -170,3 +170,45 @@ def plan_args(method: str, params: dict[str, object], shape: tuple[int, ...]) ->
 
 def clone_params(params: dict[str, object]) -> dict[str, object]:
     return {k: v.clone() if isinstance(v, Tensor) else v for k, v in params.items()}
+
+
+def sample_params(
+    method: str,
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    *,
+    per_sample: bool = False,
+    alpha: float = 1.0,
+    grid: int = 2,
+) -> msda.MixParams:
+    """Parameters of ``method`` drawn by the core's own sampler."""
+    batch, _, height, width = shape
+    if method == "mixup":
+        return msda.sample_mixup(batch, alpha, generator=generator, per_sample=per_sample)
+    if method == "cutmix":
+        return msda.sample_cutmix(
+            batch, (height, width), alpha, generator=generator, per_sample=per_sample
+        )
+    if method == "region_mixup":
+        return msda.sample_region_mixup(
+            batch, grid, alpha, generator=generator, per_sample=per_sample
+        )
+    if method == "rmix":
+        return msda.sample_rmix(batch, alpha, generator=generator, per_sample=per_sample)
+    if method == "hmix":
+        return msda.sample_hmix(
+            batch, (height, width), alpha, generator=generator, per_sample=per_sample
+        )
+    if method == "gmix":
+        return msda.sample_gmix(
+            batch, (height, width), alpha, generator=generator, per_sample=per_sample
+        )
+    raise KeyError(method)
+
+
+def call_public(method: str, x: Tensor, y: Tensor, params: msda.MixParams, saliency: Tensor):
+    """Call the public function of ``method`` with the fields of a sampled parameter record."""
+    fields = {name: getattr(params, name) for name in params.__dataclass_fields__}
+    if method == "rmix":
+        fields["saliency"] = saliency
+    return PUBLIC[method](x, y, **fields)
