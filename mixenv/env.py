@@ -308,13 +308,20 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return self._observation(), reward, terminated, False, info
 
     def render(self) -> np.ndarray | None:
-        """The last mixed batch, its own-weight masks and label weights (``rgb_array``)."""
-        if self.render_mode != "rgb_array" or self._batch is None:
+        """With ``render_mode="rgb_array"``, :meth:`picture`; else ``None``."""
+        return self.picture() if self.render_mode == "rgb_array" else None
+
+    def picture(self) -> np.ndarray | None:
+        """RGB array of the last mixed batch, its own-weight masks and label weights.
+
+        Before the first step of an episode it shows the unmixed batch; ``None`` before reset.
+        """
+        if self._last_mix is not None:
+            return mix_picture(*self._last_mix)
+        if self._batch is None:
             return None
-        if self._last_mix is None:
-            x = self._batch[0]
-            return mix_picture(x, torch.ones_like(x[:, 0]), torch.ones(len(x)))
-        return mix_picture(*self._last_mix)
+        x = self._batch[0]
+        return mix_picture(x, torch.ones_like(x[:, 0]), torch.ones(len(x)))
 
     def state_dict(self) -> dict[str, Any]:
         """The training run: classifier, optimizer, schedule, generators and counters.

@@ -1,0 +1,283 @@
+"""MixupTrainingEnv: Gymnasium/SB3 conformance, seeding, actions, episode ends, divergence."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+import mixenv
+from mixenv.actions import METHODS, MixAction
+from mixenv.env import MixupTrainingEnv
+
+SMALL = {"batch_size": 16, "steps_per_episode": 4, "eval_fgsm": False}
+
+
+def make(**kwargs) -> MixupTrainingEnv:
+    return MixupTrainingEnv(**{**SMALL, **kwargs})
+
+
+def action_for(
+    env: MixupTrainingEnv, method: str, grid: int = 2, alpha: float = 1.0, q: float = 0.55
+) -> np.ndarray:
+    slots = env.codec.topk_slots
+    return env.encode_action(MixAction(method, grid, alpha, (q,) * slots))
+
+
+def rollout(env: gym.Env, actions: list[np.ndarray], seed: int) -> list:
+    obs, _ = env.reset(seed=seed)
+    record = [obs]
+    for action in actions:
+        record.append(env.step(action))
+    return record
+
+
+def test_registered_id_builds_the_env():
+    env = gym.make(mixenv.ENV_ID, **SMALL)
+    assert isinstance(env.unwrapped, MixupTrainingEnv)
+
+
+def test_gymnasium_and_sb3_checkers_pass_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check_env(gym.make(mixenv.ENV_ID, **SMALL).unwrapped, skip_render_check=False)
+        sb3_check_env(gym.make(mixenv.ENV_ID, **SMALL).unwrapped, warn=True)
+
+
+def test_same_seed_gives_identical_episodes_and_other_seeds_differ():
+    env_a, env_b = make(), make()
+    actions = [env_a.action_space.sample() for _ in range(3)]
+    first, second = rollout(env_a, actions, seed=7), rollout(env_b, actions, seed=7)
+    assert gym.utils.env_checker.data_equivalence(first, second)
+    other = rollout(make(), actions, seed=8)
+    assert not np.allclose(first[0]["saliency"], other[0]["saliency"])
+    assert [step[1] for step in first[1:]] != [step[1] for step in other[1:]]
+
+
+def test_reseeding_restarts_the_run_and_plain_reset_continues_it():
+    env = make()
+    env.reset(seed=3)
+    first_weights = [p.detach().clone() for p in env.trainer.model.parameters()]
+    for _ in range(4):
+        env.step(action_for(env, "mixup"))
+    env.reset()
+    assert env.trainer.step == 4 and env.episode == 1
+    env.reset(seed=3)
+    assert env.trainer.step == 0 and env.episode == 0
+    for before, after in zip(first_weights, env.trainer.model.parameters(), strict=True):
+        torch.testing.assert_close(before, after)
+
+
+def test_reinit_classifier_draws_new_weights_at_every_reset():
+    env = make(reinit_classifier=True)
+    env.reset(seed=0)
+    before = [p.detach().clone() for p in env.trainer.model.parameters()]
+    env.reset()
+    assert env.trainer.step == 0
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, env.trainer.model.parameters(), strict=True)
+    )
+
+
+def test_episode_ends_after_steps_per_episode_with_test_figures():
+    env = make(eval_fgsm=True)
+    env.reset(seed=0)
+    for step in range(4):
+        _, reward, terminated, truncated, info = env.step(action_for(env, "rmix"))
+        assert np.isfinite(reward) and not truncated
+        assert terminated == (step == 3)
+    for key in ("test_accuracy", "test_top5", "test_loss", "test_ece", "test_fgsm_accuracy"):
+        assert 0 <= info[key] < np.inf, key
+    assert info["diverged"] is False
+
+
+def test_default_episode_is_one_epoch_of_the_loader():
+    env = MixupTrainingEnv(batch_size=64, eval_fgsm=False)
+    assert env.episode_length == env.steps_per_epoch == len(env.data.train_images) // 64
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_is_reachable_through_an_action(method):
+    env = make(render_mode="rgb_array")
+    env.reset(seed=1)
+    own_weights = []
+    for _ in range(4):
+        info = env.step(action_for(env, method))[4]
+        assert info["action"].method == method
+        _, pixel_weight, own = env._last_mix
+        assert torch.all((pixel_weight >= 0) & (pixel_weight <= 1))
+        own_weights.append(own)
+    own_weights = torch.cat(own_weights)
+    if method == "none":
+        assert torch.all(own_weights == 1)
+    else:  # small 8x8 images: a CutMix box can round to nothing, but not every time
+        assert torch.any(own_weights < 1)
+    picture = env.render()
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+
+
+def test_encode_and_decode_round_trip():
+    env = make()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        action = rng.integers(env.action_space.nvec)
+        decoded = env.decode_action(action)
+        np.testing.assert_array_equal(env.encode_action(decoded), action)
+    assert env.decode_action(
+        env.encode_action(MixAction("region", 4, 0.5, (0.0,) * 16))
+    ) == MixAction("region", 4, 0.5, (0.0,) * 16)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [((0, 7), "method"), ((1, 4), "grid"), ((2, -1), "alpha"), ((5, 10), "topk[2]")],
+)
+def test_actions_outside_the_space_raise_naming_the_field(change, field):
+    env = make()
+    env.reset(seed=0)
+    action = action_for(env, "mixup")
+    action[change[0]] = change[1]
+    with pytest.raises(ValueError, match=field.replace("[", r"\[")):
+        env.step(action)
+    with pytest.raises(ValueError, match="shape"):
+        env.step(action[:-1])
+    with pytest.raises(ValueError, match="grid"):
+        env.encode_action(MixAction("region", 3, 1.0, (0.0,) * 16))
+
+
+def test_per_batch_topk_has_one_slot():
+    env = make(per_sample_topk=False, methods=("rmix",))
+    assert env.action_space.shape == (4,)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert info["action"].method == "rmix" and len(info["action"].topk) == 1
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="reward"):
+        make(reward="accuracy")
+    with pytest.raises(ValueError, match="obs_grid"):
+        make(obs_grid=9)
+    with pytest.raises(ValueError, match="grids"):
+        make(grids=(2, 16))
+    with pytest.raises(ValueError, match="methods"):
+        make(methods=("mixup", "snapmix"))
+    with pytest.raises(RuntimeError, match="reset"):
+        make().step(np.zeros(3 + 16, dtype=np.int64))
+
+
+def run_until_divergence(env: MixupTrainingEnv) -> tuple[dict, dict, dict]:
+    env.reset(seed=0)
+    for _ in range(50):
+        before = {k: v.detach().clone() for k, v in env.trainer.model.named_parameters()}
+        obs, _, terminated, _, info = env.step(action_for(env, "mixup"))
+        if info["diverged"]:
+            assert terminated and env.observation_space.contains(obs)
+            return before, dict(env.trainer.model.named_parameters()), info
+    raise AssertionError("the run did not diverge")
+
+
+def test_divergence_in_the_mixed_pass_leaves_the_weights_unchanged():
+    env = make(lr=1e6, schedule="constant", steps_per_episode=50)
+    before, after, info = run_until_divergence(env)
+    assert "gradient norm" in info["error"] or "mixed loss" in info["error"]
+    for key, value in before.items():
+        torch.testing.assert_close(after[key], value, msg=key)
+
+
+def test_divergence_in_the_next_clean_pass_ends_the_episode_with_finite_weights():
+    env = make(lr=1e12, schedule="constant", steps_per_episode=50)
+    _, after, info = run_until_divergence(env)
+    assert "clean loss" in info["error"]
+    assert all(torch.isfinite(value).all() for value in after.values())
+
+
+def test_heldout_loss_reward_holds_out_one_batch():
+    env = make(reward="heldout_loss")
+    full = make()
+    assert len(env._train_images) == len(full._train_images) - 16
+    env.reset(seed=0)
+    rewards = [env.step(action_for(env, "mixup"))[1] for _ in range(4)]
+    assert all(np.isfinite(rewards)) and any(r != 0 for r in rewards)
+
+
+def test_grad_cosine_of_no_mixing_is_the_maximum():
+    env = make(clean_loss_weight=0.0, augment=False)
+    env.reset(seed=0)
+    _, reward, _, _, _ = env.step(action_for(env, "none"))
+    assert reward > 0.95
+
+
+def count_passes(env: MixupTrainingEnv, action: np.ndarray) -> tuple[int, int]:
+    counts = {"forward": 0, "backward": 0}
+    model = env.trainer.model
+    hooks = [
+        model.register_forward_hook(
+            lambda *_: counts.__setitem__("forward", counts["forward"] + 1)
+        ),
+        model.register_full_backward_hook(
+            lambda *_: counts.__setitem__("backward", counts["backward"] + 1)
+        ),
+    ]
+    env.step(action)
+    for hook in hooks:
+        hook.remove()
+    return counts["forward"], counts["backward"]
+
+
+@pytest.mark.parametrize("clean_loss_weight", [1.0, 0.0])
+@pytest.mark.parametrize("method", ["none", "rmix"])
+def test_a_step_runs_two_forwards_and_two_backwards(method, clean_loss_weight):
+    env = make(clean_loss_weight=clean_loss_weight)
+    env.reset(seed=0)
+    # mixed forward + backward of this batch, clean forward + backward of the next batch
+    assert count_passes(env, action_for(env, method)) == (2, 2)
+
+
+def test_state_dict_round_trips_through_a_safe_load():
+    env = make()
+    env.reset(seed=5)
+    for _ in range(4):
+        env.step(action_for(env, "cutmix"))
+    buffer = io.BytesIO()
+    torch.save(env.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    restored = make()
+    restored.load_state_dict(state)
+    obs_a, _ = env.reset()
+    obs_b, _ = restored.reset()
+    assert restored.episode == env.episode == 1 and restored.trainer.step == 4
+    np.testing.assert_array_equal(obs_a["saliency"], obs_b["saliency"])
+    step_a, step_b = env.step(action_for(env, "hmix")), restored.step(action_for(env, "hmix"))
+    assert step_a[1] == step_b[1]
+
+
+def test_gymnasium_sync_vector_env_steps():
+    envs = gym.vector.SyncVectorEnv([lambda: make(), lambda: make()])
+    obs, _ = envs.reset(seed=[0, 1])
+    assert obs["saliency"].shape == (2, 16 * 64)
+    for _ in range(5):
+        rewards = envs.step(envs.action_space.sample())[1]
+    assert rewards.shape == (2,)
+    envs.close()
+
+
+@pytest.mark.parametrize("vec_env_class", [DummyVecEnv, SubprocVecEnv])
+def test_sb3_vector_envs_step(vec_env_class):
+    kwargs = {"start_method": "fork"} if vec_env_class is SubprocVecEnv else {}
+    envs = vec_env_class([lambda: make(), lambda: make()], **kwargs)
+    envs.seed(0)
+    envs.reset()
+    for _ in range(5):
+        actions = np.stack([envs.action_space.sample() for _ in range(2)])
+        _, rewards, dones, _ = envs.step(actions)
+    assert rewards.shape == (2,) and dones.any()
+    envs.close()
