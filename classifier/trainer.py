@@ -271,8 +271,8 @@ class Trainer:
         self._check_finite(grad_norm, buffers, "gradient norm")
         lr = self.lr
         self.optimizer.step()
-        if self.scheduler.last_epoch < self.total_steps:
-            self.scheduler.step()
+        if self.scheduler.last_epoch < self.total_steps - 1:
+            self.scheduler.step()  # the last planned step's lr is kept from then on
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return StepResult(loss=loss_value, clean_loss=pending.loss if pending else None,
