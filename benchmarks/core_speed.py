@@ -1,0 +1,247 @@
+"""Speed of the MSDA core against the plainest blend and torchvision's MixUp / CutMix.
+
+On a ``[128, 3, 32, 32]`` float32 batch with one-hot labels ``[128, 10]``, every method is timed
+twice: with its parameters sampled in the call (``sampled``: ``sample_*(...).apply(x, y)``) and
+with parameters drawn beforehand (``apply``: the public function alone). Each time is a ratio to
+``torch.lerp(x[perm], x, w)`` (``w`` a ``[B, 1, 1, 1]`` tensor, the plainest possible blend)
+and, for Mixup and CutMix, to ``torchvision.transforms.v2.MixUp`` / ``CutMix`` on integer labels
+(which sample their own parameters), all measured in the same run.
+
+Every round runs all cases once, in a fresh random order, so that noise hits them alike; the
+table reports the median over rounds of the mean time per call within a round.
+
+Usage::
+
+    python benchmarks/core_speed.py            # full run, CPU, default torch threads
+    python benchmarks/core_speed.py --quick    # a few seconds
+    python benchmarks/core_speed.py --profile rmix-apply   # top aten ops of one case
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import v2
+
+from mixenv import msda
+
+NUM_CLASSES = 10
+
+# Targets (ratio to the plain blend) from the issue; Mixup and CutMix also vs torchvision.
+TARGETS = {"mixup": 1.5, "cutmix": 1.5, "region_mixup k=2": 3.0, "rmix grid=4": 4.0}
+
+
+@dataclass
+class Case:
+    name: str  # e.g. "mixup"
+    variant: str  # "sampled", "apply" or "" for the baselines
+    fn: Callable[[], object]
+    torchvision: str | None = None  # name of the torchvision counterpart case
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.variant}" if self.variant else self.name
+
+
+def build_cases(batch: int, device: torch.device) -> list[Case]:
+    g_data = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32, generator=g_data).to(device)
+    y_int = torch.randint(NUM_CLASSES, (batch,), generator=g_data).to(device)
+    y = torch.nn.functional.one_hot(y_int, NUM_CLASSES).float()
+    saliency = torch.rand(batch, 32, 32, generator=g_data).to(device)
+    size = (32, 32)
+
+    perm = torch.randperm(batch, generator=g_data).to(device)
+    w = torch.rand(batch, 1, 1, 1, generator=g_data).to(device)
+    tv_mixup = v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES)
+    tv_cutmix = v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)
+
+    g = torch.Generator().manual_seed(1)  # sampling inside the timed calls
+    pre = torch.Generator().manual_seed(2)  # parameters drawn once for the apply-only cases
+
+    def on_device(params: msda.MixParams) -> msda.MixParams:
+        return params.to(device)
+
+    mixup_p = on_device(msda.sample_mixup(batch, 1.0, generator=pre))
+    cutmix_p = on_device(msda.sample_cutmix(batch, size, 1.0, generator=pre))
+    region_p = {
+        k: on_device(msda.sample_region_mixup(batch, k, 1.0, generator=pre)) for k in (2, 4, 8)
+    }
+    rmix_p = on_device(msda.sample_rmix(batch, 1.0, generator=pre, grids=(4,)))
+    hmix_p = on_device(msda.sample_hmix(batch, size, 1.0, generator=pre))
+    gmix_p = on_device(msda.sample_gmix(batch, size, 1.0, generator=pre))
+
+    cases = [
+        Case("plain blend", "", lambda: torch.lerp(x[perm], x, w)),
+        Case("torchvision MixUp", "", lambda: tv_mixup(x, y_int)),
+        Case("torchvision CutMix", "", lambda: tv_cutmix(x, y_int)),
+        Case(
+            "mixup",
+            "sampled",
+            lambda: msda.sample_mixup(batch, 1.0, generator=g).apply(x, y),
+            "torchvision MixUp",
+        ),
+        Case(
+            "mixup",
+            "apply",
+            lambda: msda.mixup(x, y, mixup_p.lam, mixup_p.perm),
+            "torchvision MixUp",
+        ),
+        Case(
+            "cutmix",
+            "sampled",
+            lambda: msda.sample_cutmix(batch, size, 1.0, generator=g).apply(x, y),
+            "torchvision CutMix",
+        ),
+        Case(
+            "cutmix",
+            "apply",
+            lambda: msda.cutmix(x, y, cutmix_p.box, cutmix_p.perm),
+            "torchvision CutMix",
+        ),
+    ]
+    for k, params in region_p.items():
+        cases += [
+            Case(
+                f"region_mixup k={k}",
+                "sampled",
+                lambda k=k: msda.sample_region_mixup(batch, k, 1.0, generator=g).apply(x, y),
+            ),
+            Case(
+                f"region_mixup k={k}",
+                "apply",
+                lambda p=params: msda.region_mixup(x, y, p.lams, p.perms),
+            ),
+        ]
+    cases += [
+        Case(
+            "rmix grid=4",
+            "sampled",
+            lambda: msda.sample_rmix(batch, 1.0, generator=g, grids=(4,)).apply(x, y, saliency),
+        ),
+        Case(
+            "rmix grid=4",
+            "apply",
+            lambda: msda.rmix(x, y, saliency, rmix_p.q, rmix_p.lam, rmix_p.perm, 4),
+        ),
+        Case("hmix", "sampled", lambda: msda.sample_hmix(batch, size, generator=g).apply(x, y)),
+        Case("hmix", "apply", lambda: msda.hmix(x, y, hmix_p.box, hmix_p.lam, hmix_p.perm)),
+        Case("gmix", "sampled", lambda: msda.sample_gmix(batch, size, generator=g).apply(x, y)),
+        Case(
+            "gmix",
+            "apply",
+            lambda: msda.gmix(x, y, gmix_p.center, gmix_p.lam, gmix_p.perm, gmix_p.swap),
+        ),
+    ]
+    return cases
+
+
+def measure(
+    cases: list[Case], rounds: int, inner: int, warmup: int, device: torch.device
+) -> dict[str, float]:
+    """Median over ``rounds`` of the mean seconds per call (``inner`` calls per round)."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for case in cases:
+        for _ in range(warmup):
+            case.fn()
+    sync()
+    samples: dict[str, list[float]] = {case.key: [] for case in cases}
+    order = list(cases)
+    shuffler = random.Random(0)
+    for _ in range(rounds):
+        shuffler.shuffle(order)
+        for case in order:
+            sync()
+            start = time.perf_counter()
+            for _ in range(inner):
+                case.fn()
+            sync()
+            samples[case.key].append((time.perf_counter() - start) / inner)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def table(cases: list[Case], medians: dict[str, float]) -> str:
+    plain = medians["plain blend"]
+    lines = [
+        "| method | variant | median µs | x plain blend | x torchvision | target (x plain) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for case in cases:
+        seconds = medians[case.key]
+        ratio = seconds / plain
+        tv = f"{seconds / medians[case.torchvision]:.2f}" if case.torchvision else ""
+        target = TARGETS.get(case.name)
+        verdict = ""
+        if target is not None:
+            verdict = f"<= {target:g}: {'met' if ratio <= target else 'MISSED'}"
+            if case.torchvision:
+                tv_ok = seconds / medians[case.torchvision] <= target
+                verdict += f"; vs tv {'met' if tv_ok else 'MISSED'}"
+        lines.append(
+            f"| {case.name} | {case.variant or '-'} | {seconds * 1e6:.1f} | {ratio:.2f} "
+            f"| {tv} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def profile(case: Case, calls: int, top: int) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for _ in range(5):
+        case.fn()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            case.fn()
+    print(f"\nProfile of {case.key} ({calls} calls)")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=60, help="interleaved rounds")
+    parser.add_argument("--inner", type=int, default=20, help="calls per case per round")
+    parser.add_argument("--quick", action="store_true", help="few rounds, for a smoke test")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)"
+    )
+    parser.add_argument(
+        "--profile", metavar="CASE", action="append", default=[], help="e.g. rmix grid=4-apply"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.inner = 8, 5
+    device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    cases = build_cases(args.batch, device)
+    print(
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"x [{args.batch}, 3, 32, 32] float32, y one-hot [{args.batch}, {NUM_CLASSES}]; "
+        f"median of {args.rounds} interleaved rounds x {args.inner} calls\n"
+    )
+    medians = measure(cases, args.rounds, args.inner, warmup=3, device=device)
+    print(table(cases, medians))
+
+    by_key = {case.key: case for case in cases}
+    for key in args.profile:
+        if key not in by_key:
+            raise SystemExit(f"--profile: unknown case {key!r}; known: {sorted(by_key)}")
+        profile(by_key[key], calls=50, top=15)
+
+
+if __name__ == "__main__":
+    main()
