@@ -30,7 +30,7 @@ class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are not where they were looked for."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class DatasetBundle:
     """A dataset in memory with what a model and a loader need to know about it.
 
@@ -50,10 +50,10 @@ class DatasetBundle:
     """
 
     name: str
-    train_images: Tensor
-    train_labels: Tensor
-    test_images: Tensor
-    test_labels: Tensor
+    train_images: Tensor = dataclasses.field(repr=False)
+    train_labels: Tensor = dataclasses.field(repr=False)
+    test_images: Tensor = dataclasses.field(repr=False)
+    test_labels: Tensor = dataclasses.field(repr=False)
     num_classes: int
     in_channels: int
     image_size: tuple[int, int]

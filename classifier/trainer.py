@@ -90,7 +90,7 @@ class TrainerConfig:
             raise ValueError(f"clean_loss_weight must be >= 0, got {self.clean_loss_weight}")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class CleanPass:
     """What the clean pass tells the mixer.
 
@@ -108,7 +108,7 @@ class CleanPass:
     accuracy: float
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class StepResult:
     """What one optimizer step did.
 
