@@ -62,6 +62,8 @@ class TensorBoardLogger(gym.Wrapper):
         self.global_step = start_step
         self._actions: list[MixAction] = []
         self._episode_reward = 0.0
+        self.last_episode: dict[str, float] = {}
+        """Test figures and reward sum of the last finished episode."""
         if config:
             rows = "\n".join(f"| {key} | `{value}` |" for key, value in config.items())
             self.writer.add_text("text/config", "| setting | value |\n|---|---|\n" + rows, 0)
@@ -98,6 +100,8 @@ class TensorBoardLogger(gym.Wrapper):
 
     def _log_episode(self, info: dict[str, Any]) -> None:
         step, writer = self.global_step, self.writer
+        self.last_episode = {key: info[key] for key in EPISODE_SCALARS if key in info}
+        self.last_episode["episode_reward"] = self._episode_reward
         for key, tag in EPISODE_SCALARS.items():
             if key in info:
                 writer.add_scalar(tag, info[key], step)
