@@ -22,7 +22,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ctypes
+import itertools
 import random
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -51,7 +54,34 @@ class Case:
         return f"{self.name}-{self.variant}" if self.variant else self.name
 
 
-def build_cases(batch: int, device: torch.device) -> list[Case]:
+def pin_glibc_malloc() -> bool:
+    """Keep freed memory in the heap (no mmap/munmap or trimming of MB-sized buffers).
+
+    Under glibc's default heuristics a ``[128, 3, 32, 32]`` float32 buffer (1.5 MB) is sometimes
+    returned to the OS on free and faulted in again on the next call: ~700 page faults, ~1.3 ms,
+    depending on the history of the process rather than on the code timed. Pinning the
+    thresholds measures the ops themselves. Returns whether it applied (glibc only).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(
+        libc.mallopt(m_trim_threshold, 2**30)
+    )
+
+
+def cycling(items: list) -> Callable[[], object]:
+    """A function returning the items in turn, forever."""
+    iterator = itertools.cycle(items)
+    return lambda: next(iterator)
+
+
+def build_cases(batch: int, device: torch.device, pools: int = 32) -> list[Case]:
+    """The timed cases. Apply-only cases and the plain blend cycle through ``pools`` parameter
+    sets drawn beforehand, so that, like the sampled cases, no two consecutive calls reuse one
+    permutation (a fixed permutation flatters the caches)."""
     g_data = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, 32, 32, generator=g_data).to(device)
     y_int = torch.randint(NUM_CLASSES, (batch,), generator=g_data).to(device)
@@ -59,28 +89,57 @@ def build_cases(batch: int, device: torch.device) -> list[Case]:
     saliency = torch.rand(batch, 32, 32, generator=g_data).to(device)
     size = (32, 32)
 
-    perm = torch.randperm(batch, generator=g_data).to(device)
-    w = torch.rand(batch, 1, 1, 1, generator=g_data).to(device)
+    blends = cycling(
+        [
+            (
+                torch.randperm(batch, generator=g_data).to(device),
+                torch.rand(batch, 1, 1, 1, generator=g_data).to(device),
+            )
+            for _ in range(pools)
+        ]
+    )
+
+    def plain_blend() -> torch.Tensor:
+        perm, w = blends()
+        return torch.lerp(x[perm], x, w)
+
     tv_mixup = v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES)
     tv_cutmix = v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)
 
     g = torch.Generator().manual_seed(1)  # sampling inside the timed calls
-    pre = torch.Generator().manual_seed(2)  # parameters drawn once for the apply-only cases
+    pre = torch.Generator().manual_seed(2)  # parameters drawn beforehand for apply-only cases
 
-    def on_device(params: msda.MixParams) -> msda.MixParams:
-        return params.to(device)
+    def drawn(sample: Callable[[], msda.MixParams]) -> Callable[[], object]:
+        return cycling([sample().to(device) for _ in range(pools)])
 
-    mixup_p = on_device(msda.sample_mixup(batch, 1.0, generator=pre))
-    cutmix_p = on_device(msda.sample_cutmix(batch, size, 1.0, generator=pre))
-    region_p = {
-        k: on_device(msda.sample_region_mixup(batch, k, 1.0, generator=pre)) for k in (2, 4, 8)
-    }
-    rmix_p = on_device(msda.sample_rmix(batch, 1.0, generator=pre, grids=(4,)))
-    hmix_p = on_device(msda.sample_hmix(batch, size, 1.0, generator=pre))
-    gmix_p = on_device(msda.sample_gmix(batch, size, 1.0, generator=pre))
+    mixup_p = drawn(lambda: msda.sample_mixup(batch, 1.0, generator=pre))
+    cutmix_p = drawn(lambda: msda.sample_cutmix(batch, size, 1.0, generator=pre))
+    rmix_p = drawn(lambda: msda.sample_rmix(batch, 1.0, generator=pre, grids=(4,)))
+    hmix_p = drawn(lambda: msda.sample_hmix(batch, size, 1.0, generator=pre))
+    gmix_p = drawn(lambda: msda.sample_gmix(batch, size, 1.0, generator=pre))
+
+    def mixup_apply():
+        p = mixup_p()
+        return msda.mixup(x, y, p.lam, p.perm)
+
+    def cutmix_apply():
+        p = cutmix_p()
+        return msda.cutmix(x, y, p.box, p.perm)
+
+    def rmix_apply():
+        p = rmix_p()
+        return msda.rmix(x, y, saliency, p.q, p.lam, p.perm, 4)
+
+    def hmix_apply():
+        p = hmix_p()
+        return msda.hmix(x, y, p.box, p.lam, p.perm)
+
+    def gmix_apply():
+        p = gmix_p()
+        return msda.gmix(x, y, p.center, p.lam, p.perm, p.swap)
 
     cases = [
-        Case("plain blend", "", lambda: torch.lerp(x[perm], x, w)),
+        Case("plain blend", "", plain_blend),
         Case("torchvision MixUp", "", lambda: tv_mixup(x, y_int)),
         Case("torchvision CutMix", "", lambda: tv_cutmix(x, y_int)),
         Case(
@@ -89,37 +148,29 @@ def build_cases(batch: int, device: torch.device) -> list[Case]:
             lambda: msda.sample_mixup(batch, 1.0, generator=g).apply(x, y),
             "torchvision MixUp",
         ),
-        Case(
-            "mixup",
-            "apply",
-            lambda: msda.mixup(x, y, mixup_p.lam, mixup_p.perm),
-            "torchvision MixUp",
-        ),
+        Case("mixup", "apply", mixup_apply, "torchvision MixUp"),
         Case(
             "cutmix",
             "sampled",
             lambda: msda.sample_cutmix(batch, size, 1.0, generator=g).apply(x, y),
             "torchvision CutMix",
         ),
-        Case(
-            "cutmix",
-            "apply",
-            lambda: msda.cutmix(x, y, cutmix_p.box, cutmix_p.perm),
-            "torchvision CutMix",
-        ),
+        Case("cutmix", "apply", cutmix_apply, "torchvision CutMix"),
     ]
-    for k, params in region_p.items():
+    for k in (2, 4, 8):
+        region_p = drawn(lambda k=k: msda.sample_region_mixup(batch, k, 1.0, generator=pre))
+
+        def region_apply(region_p=region_p):
+            p = region_p()
+            return msda.region_mixup(x, y, p.lams, p.perms)
+
         cases += [
             Case(
                 f"region_mixup k={k}",
                 "sampled",
                 lambda k=k: msda.sample_region_mixup(batch, k, 1.0, generator=g).apply(x, y),
             ),
-            Case(
-                f"region_mixup k={k}",
-                "apply",
-                lambda p=params: msda.region_mixup(x, y, p.lams, p.perms),
-            ),
+            Case(f"region_mixup k={k}", "apply", region_apply),
         ]
     cases += [
         Case(
@@ -127,19 +178,11 @@ def build_cases(batch: int, device: torch.device) -> list[Case]:
             "sampled",
             lambda: msda.sample_rmix(batch, 1.0, generator=g, grids=(4,)).apply(x, y, saliency),
         ),
-        Case(
-            "rmix grid=4",
-            "apply",
-            lambda: msda.rmix(x, y, saliency, rmix_p.q, rmix_p.lam, rmix_p.perm, 4),
-        ),
+        Case("rmix grid=4", "apply", rmix_apply),
         Case("hmix", "sampled", lambda: msda.sample_hmix(batch, size, generator=g).apply(x, y)),
-        Case("hmix", "apply", lambda: msda.hmix(x, y, hmix_p.box, hmix_p.lam, hmix_p.perm)),
+        Case("hmix", "apply", hmix_apply),
         Case("gmix", "sampled", lambda: msda.sample_gmix(batch, size, generator=g).apply(x, y)),
-        Case(
-            "gmix",
-            "apply",
-            lambda: msda.gmix(x, y, gmix_p.center, gmix_p.lam, gmix_p.perm, gmix_p.swap),
-        ),
+        Case("gmix", "apply", gmix_apply),
     ]
     return cases
 
@@ -149,6 +192,7 @@ class Timings:
     """Per-round mean seconds per call of every case, rounds aligned across cases."""
 
     samples: dict[str, list[float]]
+    faults: dict[str, float]  # minor page faults per call
 
     def median(self, key: str) -> float:
         return statistics.median(self.samples[key])
@@ -173,24 +217,28 @@ def measure(
             case.fn()
     sync()
     samples: dict[str, list[float]] = {case.key: [] for case in cases}
+    faults = dict.fromkeys(samples, 0)
     order = list(cases)
     shuffler = random.Random(0)
     for _ in range(rounds):
         shuffler.shuffle(order)
         for case in order:
             sync()
+            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             for _ in range(inner):
                 case.fn()
             sync()
             samples[case.key].append((time.perf_counter() - start) / inner)
-    return Timings(samples)
+            faults[case.key] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+    calls = rounds * inner
+    return Timings(samples, {key: count / calls for key, count in faults.items()})
 
 
 def table(cases: list[Case], timings: Timings) -> str:
     lines = [
-        "| method | variant | median µs | x plain blend | x torchvision | target |",
-        "|---|---|---:|---:|---:|---|",
+        "| method | variant | median µs | x plain blend | x torchvision | target | faults/call |",
+        "|---|---|---:|---:|---:|---|---:|",
     ]
     for case in cases:
         ratio = timings.ratio(case.key, "plain blend")
@@ -204,7 +252,7 @@ def table(cases: list[Case], timings: Timings) -> str:
         tv = f"{tv_ratio:.2f}" if tv_ratio is not None else ""
         lines.append(
             f"| {case.name} | {case.variant or '-'} | {timings.median(case.key) * 1e6:.1f} "
-            f"| {ratio:.2f} | {tv} | {verdict} |"
+            f"| {ratio:.2f} | {tv} | {verdict} | {timings.faults[case.key]:.0f} |"
         )
     return "\n".join(lines)
 
@@ -230,6 +278,11 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=5, help="calls per case per round")
     parser.add_argument("--quick", action="store_true", help="few rounds, for a smoke test")
     parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc heuristics alone (timings then depend on page faults)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)"
     )
     parser.add_argument(
@@ -242,9 +295,11 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
+    pinned = False if args.default_malloc else pin_glibc_malloc()
     cases = build_cases(args.batch, device)
     print(
         f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"malloc {'pinned (no trim/mmap)' if pinned else 'default'}, "
         f"x [{args.batch}, 3, 32, 32] float32, y one-hot [{args.batch}, {NUM_CLASSES}]; "
         f"median of {args.rounds} interleaved rounds x {args.inner} calls\n"
     )

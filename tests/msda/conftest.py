@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The shared helpers (msda_cases, msda_reference) import by name under any --import-mode.
+sys.path.insert(0, str(Path(__file__).parent))
 
 DEVICES = [
     "cpu",

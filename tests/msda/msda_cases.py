@@ -88,8 +88,9 @@ def random_boxes(
         return torch.tensor(random_box(height, width, generator))
     boxes = [random_box(height, width, generator) for _ in range(batch)]
     if batch >= 3:
-        boxes[0] = [2, 1, 2, 3]  # empty (zero height)
+        boxes[0] = [0, 0, 0, 0]  # empty
         boxes[1] = [0, 0, height, width]  # the whole image
+        boxes[2] = [height, 0, height, width]  # zero height on the bottom edge
     return torch.tensor(boxes)
 
 

@@ -330,3 +330,56 @@ def test_rmix_record_needs_saliency() -> None:
     x, y = torch.rand(4, 3, 8, 8), torch.eye(4)
     with pytest.raises(ValueError, match="saliency"):
         params.apply(x, y)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "strided", "transposed"])
+@pytest.mark.parametrize("method", METHODS)
+def test_non_contiguous_inputs(method: str, layout: str) -> None:
+    shape = (4, 3, 8, 8)
+    g = torch.Generator().manual_seed(15)
+    x, y = make_batch(shape, g)
+    if layout == "channels_last":
+        x_in = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        wide = torch.zeros(4, 3, 8, 16, dtype=x.dtype)
+        wide[..., ::2] = x
+        x_in = wide[..., ::2]  # a view with column stride 2
+    else:
+        x_in = x.transpose(2, 3).contiguous().transpose(2, 3)
+    y_in = torch.stack([y, y], dim=2)[..., 0]  # non-contiguous labels
+    assert not x_in.is_contiguous() and not y_in.is_contiguous()
+    params = make_params(method, shape, True, g)
+    x_mixed, y_mixed = PUBLIC[method](x_in, y_in, **params)
+    x_ref, y_ref = REFERENCE[method](x, y, **params)
+    assert_close(x_mixed, x_ref)
+    assert_close(y_mixed, y_ref)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 6, 6), (2, 1, 1, 5), (3, 2, 5, 1)], ids=str)
+@pytest.mark.parametrize("method", METHODS)
+def test_degenerate_shapes(method: str, shape: tuple[int, ...]) -> None:
+    """A batch of one, and images one pixel high or wide (every grid is 1 x 1)."""
+    g = torch.Generator().manual_seed(16)
+    x, y = make_batch(shape, g)
+    params = make_params(method, shape, True, g, grid=1)
+    x_mixed, y_mixed = PUBLIC[method](x, y, **params)
+    x_ref, y_ref = REFERENCE[method](x, y, **params)
+    assert_close(x_mixed, x_ref)
+    assert_close(y_mixed, y_ref)
+    if shape[0] == 1:
+        assert_close(x_mixed, x)
+        assert_close(y_mixed, y)
+
+
+def test_rmix_saliency_that_requires_grad_is_not_differentiated() -> None:
+    shape = (4, 3, 8, 8)
+    g = torch.Generator().manual_seed(17)
+    x, y = make_batch(shape, g)
+    params = make_params("rmix", shape, True, g, grid=2)
+    saliency = params["saliency"].clone().requires_grad_()
+    params["saliency"] = saliency
+    x = x.clone().requires_grad_()
+    x_mixed, y_mixed = msda.rmix(x, y, **params)
+    (x_mixed.sum() + y_mixed.sum()).backward()
+    assert saliency.grad is None
+    assert x.grad is not None
