@@ -8,7 +8,7 @@ from classifier.data import (
     build_dataset,
     channel_stats,
 )
-from classifier.loader import BatchLoader, to_float_images
+from classifier.loader import BatchLoader, BatchStream, to_float_images
 from classifier.metrics import EvalResult, evaluate, expected_calibration_error, topk_correct
 from classifier.models import MODEL_NAMES, Normalize, build_model
 from classifier.trainer import (
@@ -25,6 +25,7 @@ __all__ = [
     "MODEL_NAMES",
     "SCHEDULES",
     "BatchLoader",
+    "BatchStream",
     "CleanPass",
     "DatasetBundle",
     "DatasetNotFoundError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -69,14 +70,52 @@ class BatchLoader:
         return full if self.drop_last or rest == 0 else full + 1
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        count = len(self.images)
-        if self.shuffle:
-            order = torch.randperm(count, generator=self.generator)
-        else:
-            order = torch.arange(count)
+        order = self.epoch_order()
         for batch in range(len(self)):
-            index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
-            x = to_float_images(self.images[index].to(self.device))
-            if self.augment:
-                x = random_crop_flip(x, self.generator, self.padding, self.flip)
-            yield x, self.labels[index].to(self.device)
+            yield self.batch(order, batch)
+
+    def epoch_order(self) -> Tensor:
+        """The sample order of a new epoch: a fresh permutation from the generator if shuffling."""
+        if self.shuffle:
+            return torch.randperm(len(self.images), generator=self.generator)
+        return torch.arange(len(self.images))
+
+    def batch(self, order: Tensor, position: int) -> tuple[Tensor, Tensor]:
+        """Batch number ``position`` of an epoch in ``order``, augmented if configured."""
+        index = order[position * self.batch_size:(position + 1) * self.batch_size]
+        x = to_float_images(self.images[index].to(self.device))
+        if self.augment:
+            x = random_crop_flip(x, self.generator, self.padding, self.flip)
+        return x, self.labels[index].to(self.device)
+
+
+class BatchStream:
+    """Endless batches of a `BatchLoader`, epoch after epoch, with a position that can be saved.
+
+    ``state_dict`` taken between two batches and loaded into a stream over the same data
+    makes it yield exactly the batches the original would have yielded next.
+    """
+
+    def __init__(self, loader: BatchLoader) -> None:
+        self.loader = loader
+        self.order: Tensor | None = None
+        self.position = 0
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        if self.order is None or self.position >= len(self.loader):
+            self.order, self.position = self.loader.epoch_order(), 0
+        self.position += 1
+        return self.loader.batch(self.order, self.position - 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state, epoch order and position (tensors and ints only)."""
+        return {"generator": self.loader.generator.get_state(), "order": self.order,
+                "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
+        self.loader.generator.set_state(state["generator"])
+        self.order, self.position = state["order"], int(state["position"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -14,6 +14,7 @@ from torch import Tensor
 
 from classifier import (
     BatchLoader,
+    BatchStream,
     CleanPass,
     DatasetBundle,
     NonFiniteLossError,
@@ -232,7 +233,7 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.trainer: Trainer | None = None
         self.episode = 0
         self._episode_step = 0
-        self._batches: Iterator[tuple[Tensor, Tensor]] | None = None
+        self._batches: BatchStream | None = None
         self._loader_generator = torch.Generator()
         self._mix_generator = torch.Generator()
         self._batch: tuple[Tensor, Tensor] | None = None
@@ -334,7 +335,7 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return {
             "trainer": self.trainer.state_dict(),
             "episode": self.episode,
-            "loader_generator": self._loader_generator.get_state(),
+            "batches": self._batches.state_dict(),
             "mix_generator": self._mix_generator.get_state(),
             "np_random": self.np_random.bit_generator.state,
         }
@@ -344,10 +345,10 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.trainer = self._new_trainer(seed=0)
         self.trainer.load_state_dict(state["trainer"])
         self.episode = int(state["episode"])
-        self._loader_generator.set_state(state["loader_generator"])
         self._mix_generator.set_state(state["mix_generator"])
         self.np_random.bit_generator.state = state["np_random"]
         self._batches = self._batch_stream()
+        self._batches.load_state_dict(state["batches"])
         self._batch = None
 
     def _start_run(self) -> None:
@@ -373,8 +374,8 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _draw_seed(self) -> int:
         return int(self.np_random.integers(2**62))
 
-    def _batch_stream(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """Training batches, epoch after epoch, from the loader generator."""
+    def _batch_stream(self) -> BatchStream:
+        """Training batches, epoch after epoch, drawn with the loader generator."""
         loader = BatchLoader(
             self._train_images,
             self._train_labels,
@@ -384,8 +385,7 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             flip=self.data.hflip,
             device=self.trainer.device,
         )
-        while True:
-            yield from loader
+        return BatchStream(loader)
 
     def _load_next_batch(self) -> None:
         batch = next(self._batches)
