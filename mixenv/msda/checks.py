@@ -44,9 +44,10 @@ def as_fraction(
     """Return ``value`` (a float, a scalar or a ``[B]`` tensor) as a float tensor in [0, 1].
 
     A scalar stays 0-dimensional so that it broadcasts; ``[B]`` must match the batch size.
-    With ``open_low`` the value must be strictly positive.
+    Python floats become float64 (exact for any batch dtype); tensors keep float64 or become
+    float32. With ``open_low`` the value must be strictly positive.
     """
-    tensor = value if isinstance(value, Tensor) else torch.tensor(float(value))
+    tensor = value if isinstance(value, Tensor) else torch.tensor(float(value), dtype=torch.float64)
     if tensor.dim() > 1 or (tensor.dim() == 1 and tensor.shape[0] != batch_size):
         raise ValueError(
             f"{name} must be a float or a tensor [B] with B={batch_size}, got shape "
@@ -98,13 +99,17 @@ def as_boxes(
 def as_centers(
     center: Tensor | tuple[float, float], batch_size: int, height: int, width: int
 ) -> Tensor:
-    """Return centres ``(cy, cx)`` as a float tensor ``[N, 2]``, N in {1, B}, inside the image."""
-    centers = center if isinstance(center, Tensor) else torch.tensor(center, dtype=torch.float32)
+    """Return centres ``(cy, cx)`` as a float tensor ``[N, 2]``, N in {1, B}, inside the image.
+
+    Python numbers become float64; tensors keep float64 or become float32.
+    """
+    centers = center if isinstance(center, Tensor) else torch.tensor(center, dtype=torch.float64)
     if centers.shape not in ((2,), (batch_size, 2)):
         raise ValueError(
             f"center must have shape [2] or [B, 2] with B={batch_size}, got {tuple(centers.shape)}"
         )
-    centers = centers.float().reshape(-1, 2)
+    dtype = torch.float64 if centers.dtype == torch.float64 else torch.float32
+    centers = centers.to(dtype).reshape(-1, 2)
     cy, cx = centers.unbind(dim=1)
     if not bool(((cy >= 0) & (cy <= height - 1) & (cx >= 0) & (cx <= width - 1)).all()):
         raise ValueError(

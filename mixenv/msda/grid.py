@@ -25,6 +25,21 @@ def cell_of_pixel(size: int, cells: int, device: torch.device | str | None = Non
     return torch.repeat_interleave(torch.arange(cells, device=device), lengths)
 
 
+def cell_pixels(
+    height: int,
+    width: int,
+    rows: int,
+    cols: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Return ``[rows, cols]`` pixel counts of the cells (whole numbers, exact in ``dtype``)."""
+    rb, cb = cell_bounds(height, rows), cell_bounds(width, cols)
+    row_len = torch.tensor([b - a for a, b in pairwise(rb)], dtype=dtype, device=device)
+    col_len = torch.tensor([b - a for a, b in pairwise(cb)], dtype=dtype, device=device)
+    return torch.outer(row_len, col_len)
+
+
 def cell_areas(
     height: int,
     width: int,
@@ -34,10 +49,7 @@ def cell_areas(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Return ``[rows, cols]`` fractions of the image covered by each cell (they sum to 1)."""
-    rb, cb = cell_bounds(height, rows), cell_bounds(width, cols)
-    row_len = torch.tensor([b - a for a, b in pairwise(rb)], dtype=dtype, device=device)
-    col_len = torch.tensor([b - a for a, b in pairwise(cb)], dtype=dtype, device=device)
-    return torch.outer(row_len, col_len) / (height * width)
+    return cell_pixels(height, width, rows, cols, dtype, device) / (height * width)
 
 
 def pool_to_grid(maps: Tensor, grid: int) -> Tensor:
@@ -63,7 +75,7 @@ def pool_to_grid(maps: Tensor, grid: int) -> Tensor:
     cols = cell_of_pixel(width, grid, maps.device)
     sums = maps.new_zeros(batch, grid, width).index_add(1, rows, maps)
     sums = maps.new_zeros(batch, grid, grid).index_add(2, cols, sums)
-    return sums / cell_areas(height, width, grid, grid, maps.dtype, maps.device) / (height * width)
+    return sums / cell_pixels(height, width, grid, grid, maps.dtype, maps.device)
 
 
 def upsample_cells(cells: Tensor, height: int, width: int) -> Tensor:

@@ -121,9 +121,11 @@ def gmix_plan(
     batch, _, height, width = size
     perm = as_perm(perm, batch)
     lam = as_fraction(lam, batch, "lam", open_low=True).to(perm.device)
-    centers = as_centers(center, batch, height, width).to(perm.device, lam.dtype)
-    rows = torch.arange(height, device=perm.device, dtype=lam.dtype)
-    cols = torch.arange(width, device=perm.device, dtype=lam.dtype)
+    centers = as_centers(center, batch, height, width).to(perm.device)
+    dtype = torch.promote_types(lam.dtype, centers.dtype)
+    lam, centers = lam.to(dtype), centers.to(dtype)
+    rows = torch.arange(height, device=perm.device, dtype=dtype)
+    cols = torch.arange(width, device=perm.device, dtype=dtype)
     dist2 = (rows.reshape(1, -1, 1) - centers[:, 0].reshape(-1, 1, 1)) ** 2 + (
         cols.reshape(1, 1, -1) - centers[:, 1].reshape(-1, 1, 1)
     ) ** 2

@@ -40,11 +40,7 @@ class MixPlan:
 
     def own_label_weight(self, height: int, width: int) -> Tensor:
         """``[B]`` weight of each sample's own label: cell weights times exact cell areas."""
-        rows, cols = self.weight.shape[-2:]
-        if (rows, cols) == (height, width) or (rows, cols) == (1, 1):
-            return self.weight.mean(dim=(1, 2))
-        areas = cell_areas(height, width, rows, cols, self.weight.dtype, self.weight.device)
-        return (self.weight * areas).sum(dim=(1, 2))
+        return (self.weight * _areas(self.weight, height, width)).sum(dim=(1, 2))
 
 
 def apply_plan(x: Tensor, y: Tensor, plan: MixPlan) -> tuple[Tensor, Tensor]:
@@ -54,35 +50,67 @@ def apply_plan(x: Tensor, y: Tensor, plan: MixPlan) -> tuple[Tensor, Tensor]:
     gradients flow from the outputs to ``x`` and ``y``.
     """
     check_batch(x, y)
-    batch, channels, height, width = x.shape
+    batch, _, height, width = x.shape
     if plan.batch_size != batch:
         raise ValueError(f"plan is for a batch of {plan.batch_size}, x has {batch}")
     weight = plan.weight.to(x.device)
     partner = plan.partner.to(x.device)
-
-    if partner.dim() == 1:
-        x_partner = x.index_select(0, partner)
-    else:
-        pixel_partner = upsample_cells(partner, height, width).reshape(batch, 1, height * width)
-        x_partner = torch.gather(
-            x.reshape(batch, channels, height * width),
-            0,
-            pixel_partner.expand(batch, channels, height * width),
-        )
-        x_partner = x_partner.reshape(x.shape)
-    pixel_weight = upsample_cells(weight, height, width).unsqueeze(1).to(x.dtype)
-    x_mixed = torch.lerp(x_partner, x, pixel_weight)
+    x_mixed = _mix_images(x, weight.to(x.dtype), partner)
 
     label_dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
-    y_work = y.to(label_dtype)
-    weight = weight.to(label_dtype)
-    own = MixPlan(weight, partner).own_label_weight(height, width).unsqueeze(1)
+    return x_mixed, _mix_labels(
+        y.to(label_dtype), weight.to(label_dtype), partner, height, width
+    ).to(y.dtype)
+
+
+def _areas(weight: Tensor, height: int, width: int) -> Tensor:
+    """Fractions of the image covered by the cells of ``weight [B, rows, cols]``."""
+    rows, cols = weight.shape[-2:]
+    if (rows, cols) in ((1, 1), (height, width)):
+        return weight.new_full((1, rows, cols), 1 / (rows * cols))
+    return cell_areas(height, width, rows, cols, weight.dtype, weight.device)
+
+
+def _mix_labels(y: Tensor, weight: Tensor, partner: Tensor, height: int, width: int) -> Tensor:
+    """Soft labels weighted by the exact area each source covers."""
+    batch, (rows, cols) = y.shape[0], weight.shape[-2:]
+    areas = _areas(weight, height, width)
+    own = (weight * areas).sum(dim=(1, 2)).unsqueeze(1)
     if partner.dim() == 1:
-        y_mixed = torch.lerp(y_work.index_select(0, partner), y_work, own)
+        return torch.lerp(y.index_select(0, partner), y, own)
+    partner_weight = ((1 - weight) * areas).reshape(batch, -1, 1)
+    partner_labels = y.index_select(0, partner.reshape(-1)).reshape(batch, rows * cols, -1)
+    return own * y + (partner_weight * partner_labels).sum(dim=1)
+
+
+def _mix_images(x: Tensor, weight: Tensor, partner: Tensor) -> Tensor:
+    """``lerp(partner pixels, x, own weight)`` with the cell weights spread to pixels."""
+    batch, channels, height, width = x.shape
+    rows, cols = weight.shape[-2:]
+    if (rows, cols) == (1, 1):
+        pixel_weight = weight.reshape(batch, 1, 1, 1)
     else:
-        rows, cols = weight.shape[-2:]
-        areas = cell_areas(height, width, rows, cols, label_dtype, x.device)
-        partner_weight = ((1 - weight) * areas).reshape(batch, -1)
-        y_partner = y_work[partner.reshape(batch, -1)]
-        y_mixed = own * y_work + torch.einsum("bc,bck->bk", partner_weight, y_partner)
-    return x_mixed, y_mixed.to(y.dtype)
+        pixel_weight = upsample_cells(weight, height, width).unsqueeze(1)
+    if partner.dim() == 1:
+        partners = x.index_select(0, partner)
+    elif height % rows == 0 and width % cols == 0:
+        partners = _tile_partners(x, partner)
+    else:
+        pixel_partner = upsample_cells(partner, height, width).reshape(batch, 1, height * width)
+        flat = x.reshape(batch, channels, height * width)
+        partners = torch.gather(flat, 0, pixel_partner.expand(batch, channels, height * width))
+        partners = partners.reshape(x.shape)
+    return torch.lerp(partners, x, pixel_weight)
+
+
+def _tile_partners(x: Tensor, partner: Tensor) -> Tensor:
+    """Images whose tile ``(i, j)`` comes from ``x[partner[b, i, j]]``, for tiles dividing ``x``.
+
+    One ``index_select`` of contiguous tile-row segments (``W // cols`` pixels each).
+    """
+    batch, channels, height, width = x.shape
+    rows, cols = partner.shape[-2:]
+    segments = channels * height * cols
+    offset = torch.arange(segments, device=x.device).reshape(channels, rows, height // rows, cols)
+    index = partner.reshape(batch, 1, rows, 1, cols) * segments + offset
+    return x.reshape(-1, width // cols).index_select(0, index.reshape(-1)).reshape(x.shape)

@@ -31,20 +31,32 @@ from mixenv.msda.methods import (
 from mixenv.msda.plan import MixPlan, apply_plan
 
 GMIX_MIN_LAM = 1e-6
-"""GMix's Gaussian needs ``lam > 0``; a Beta draw that underflows to 0 is raised to this."""
+"""GMix's Gaussian needs ``lam > 0``; a Beta draw that rounds to 0 is raised to this."""
 
 
 def sample_beta(alpha: float, size: Sequence[int], generator: torch.Generator) -> Tensor:
-    """Draw ``Beta(alpha, alpha)`` samples of shape ``size`` (float32, CPU) from ``generator``."""
+    """Draw ``Beta(alpha, alpha)`` samples of shape ``size`` (float32, CPU) from ``generator``.
+
+    ``Beta(a, a) = G1 / (G1 + G2)`` for ``G ~ Gamma(a)``, computed as ``sigmoid(log G1 -
+    log G2)``. For ``a < 1``, ``log G(a) = log G(a + 1) + log(U) / a`` keeps tiny alphas exact
+    where the gammas themselves would underflow.
+    """
     if not alpha > 0:
         raise ValueError(f"alpha must be positive, got {alpha}")
-    concentration = torch.full(tuple(size), float(alpha), dtype=torch.float64)
-    first = torch._standard_gamma(concentration, generator=generator)
-    second = torch._standard_gamma(concentration, generator=generator)
-    total = first + second
-    # Both gammas can underflow to 0 for tiny alpha; the limit is then a fair coin at 0 or 1.
-    lam = torch.where(total > 0, first / total.clamp_min(1e-300), (first >= second).double())
-    return lam.float()
+    return (
+        (_log_gamma(alpha, size, generator) - _log_gamma(alpha, size, generator)).sigmoid().float()
+    )
+
+
+def _log_gamma(alpha: float, size: Sequence[int], generator: torch.Generator) -> Tensor:
+    """``log G`` for ``G ~ Gamma(alpha)``, float64."""
+    boost = 1.0 if alpha < 1 else 0.0
+    concentration = torch.full(tuple(size), alpha + boost, dtype=torch.float64)
+    log_gamma = torch._standard_gamma(concentration, generator=generator).log()
+    if boost:
+        uniform = 1 - torch.rand(tuple(size), dtype=torch.float64, generator=generator)
+        log_gamma = log_gamma + uniform.log() / alpha
+    return log_gamma
 
 
 def topk_levels(count: int) -> Tensor:
@@ -191,9 +203,9 @@ def sample_region_mixup(
         raise ValueError(f"grid must be at least 1, got {grid}")
     shape = (batch_size, grid, grid) if per_sample else (grid, grid)
     lams = sample_beta(alpha, shape, generator)
-    perms = torch.stack(
-        [torch.randperm(batch_size, generator=generator) for _ in range(grid * grid)]
-    ).reshape(grid, grid, batch_size)
+    # argsort of i.i.d. uniforms: k * k independent uniform permutations in one call
+    keys = torch.rand(grid * grid, batch_size, dtype=torch.float64, generator=generator)
+    perms = keys.argsort(dim=1).reshape(grid, grid, batch_size)
     return RegionMixupParams(lams, perms)
 
 
@@ -276,14 +288,9 @@ def _random_boxes(
     lam: Tensor, image_size: Sequence[int], ratio: float, generator: torch.Generator
 ) -> Tensor:
     """CutMix boxes ``[N, 4]``: side ``sqrt(ratio * (1 - lam))`` of the image, uniform centre."""
-    height, width = (int(s) for s in image_size)
-    side = torch.sqrt(ratio * (1 - lam.double()))
-    cut_h = (height * side).floor().long()
-    cut_w = (width * side).floor().long()
-    cy = torch.randint(height, lam.shape, generator=generator)
-    cx = torch.randint(width, lam.shape, generator=generator)
-    y0 = (cy - cut_h // 2).clamp(0, height)
-    y1 = (cy + cut_h // 2).clamp(0, height)
-    x0 = (cx - cut_w // 2).clamp(0, width)
-    x1 = (cx + cut_w // 2).clamp(0, width)
-    return torch.stack([y0, x0, y1, x1], dim=1)
+    size = torch.tensor([int(image_size[0]), int(image_size[1])])
+    cut = (size * torch.sqrt(ratio * (1 - lam.double())).unsqueeze(1)).floor().long()
+    center = (torch.rand(len(lam), 2, dtype=torch.float64, generator=generator) * size).long()
+    low = (center - cut // 2).clamp_min(0)
+    high = torch.minimum(center + cut // 2, size)
+    return torch.cat([low, high], dim=1)

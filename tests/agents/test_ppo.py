@@ -1,0 +1,86 @@
+"""The PPO agent learns through the env, and a saved agent reloads safely and acts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents import (
+    CheckpointError,
+    PPOConfig,
+    agent_state,
+    build_ppo,
+    load_agent,
+    load_checkpoint,
+    run_policy,
+    save_checkpoint,
+)
+from mixenv.env import MixupTrainingEnv
+
+TINY = PPOConfig(n_steps=8, batch_size=8, n_epochs=1)
+
+
+def make_env(methods=("rmix",)) -> MixupTrainingEnv:
+    return MixupTrainingEnv(batch_size=16, steps_per_episode=4, eval_fgsm=False, methods=methods)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    env = make_env()
+    model = build_ppo(env, TINY, seed=0)
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    model.learn(16)
+    folder = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(folder, agent_state(model, TINY, env), env.state_dict(), {"note": "test"})
+    return model, before, folder
+
+
+def test_learning_updates_the_policy(trained):
+    model, before, _ = trained
+    assert model.num_timesteps == 16
+    changed = [not torch.equal(before[k], v) for k, v in model.policy.state_dict().items()]
+    assert any(changed)
+
+
+def test_a_saved_agent_reloads_with_the_same_decisions(trained):
+    model, _, folder = trained
+    env = make_env()
+    observation, _ = env.reset(seed=1)
+    policy = load_agent(folder, env)
+    expected, _ = model.predict(observation, deterministic=True)
+    action, _ = policy.predict(observation, deterministic=True)
+    np.testing.assert_array_equal(action, expected)
+    record = run_policy(policy, env, episodes=1, seed=2, name="ppo")
+    assert len(record.rewards) == 4 and record.episodes[0]["test_accuracy"] > 0
+
+
+def test_an_agent_acts_in_an_env_with_more_methods(trained):
+    _, _, folder = trained
+    wide = make_env(methods=("none", "mixup", "rmix"))
+    observation, _ = wide.reset(seed=0)
+    action, _ = load_agent(folder, wide).predict(observation, deterministic=True)
+    assert wide.decode_action(action).method == "rmix"
+
+
+def test_an_agent_refuses_observations_of_another_shape(trained):
+    _, _, folder = trained
+    other = MixupTrainingEnv(batch_size=8, methods=("rmix",))
+    with pytest.raises(ValueError, match="observations"):
+        load_agent(folder, other)
+
+
+def test_checkpoints_load_with_weights_only_and_corrupt_ones_fail_clearly(trained, tmp_path):
+    _, _, folder = trained
+    checkpoint = load_checkpoint(folder)
+    assert checkpoint.config == {"note": "test"} and checkpoint.agent["num_timesteps"] == 16
+    (tmp_path / "agent.pt").write_bytes((folder / "agent.pt").read_bytes()[:200])
+    (tmp_path / "env.pt").write_bytes((folder / "env.pt").read_bytes())
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint folder"):
+        load_checkpoint(tmp_path / "missing")
+    (tmp_path / "agent.pt").unlink()
+    with pytest.raises(CheckpointError, match="missing checkpoint file"):
+        load_agent(tmp_path, make_env())
