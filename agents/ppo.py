@@ -14,6 +14,7 @@ from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from agents.distributions import GroupedMultiInputPolicy
 from agents.policies import env_codec
 from mixenv.actions import ActionCodec
 
@@ -56,7 +57,7 @@ class PerSampleExtractor(BaseFeaturesExtractor):
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyperparameters; the defaults learn within a few thousand steps on a CPU."""
+    """PPO hyperparameters."""
 
     learning_rate: float = 3e-4
     """Adam step size of the policy and value networks."""
@@ -90,10 +91,11 @@ def policy_kwargs(config: PPOConfig, batch_size: int) -> dict[str, Any]:
 
 
 def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = None) -> PPO:
-    """A PPO agent (``MultiInputPolicy``) for a ``MixupTrainingEnv`` (possibly wrapped)."""
+    """A PPO agent for a ``MixupTrainingEnv`` (possibly wrapped): SB3's ``MultiInputPolicy``
+    with :class:`PerSampleExtractor` and a grouped multi-categorical action distribution."""
     batch_size = env.unwrapped.batch_size
     return PPO(
-        "MultiInputPolicy",
+        GroupedMultiInputPolicy,
         env,
         learning_rate=config.learning_rate,
         n_steps=config.n_steps,
@@ -193,7 +195,7 @@ def policy_from_state(state: dict[str, Any], env: gym.Env, name: str = "ppo") ->
         }
     )
     config = PPOConfig(**state["ppo_config"])
-    policy = MultiInputActorCriticPolicy(
+    policy = GroupedMultiInputPolicy(
         observation_space,
         codec.space(),
         lambda _: config.learning_rate,

@@ -1,0 +1,277 @@
+"""Cost of an environment step against a plain training step, side by side in one process.
+
+Small CNN, 32x32 RGB images (``../shared/data/cifar10-mini`` when present, else random data of
+that shape), batch 128 unless varied, CPU unless ``--device``. Every case trains its own
+classifier; a round runs every case for a few steps in a fresh random order, and the table
+gives the median over rounds of the time per step and of its ratio to the plain step of the
+same round.
+
+- ``plain``: ``Trainer.train_step`` with no mixing and no clean pass (one forward, one
+  backward, the SGD step), on batches from the same augmented loader as the env.
+- ``env <policy>``: one ``MixupTrainingEnv.step`` under a fixed heuristic (its decision
+  included): mixing, the mixed forward/backward and SGD step, the next batch's clean pass.
+- ``env ppo``: PPO's ``learn`` divided by its steps: env step, policy forward, and the PPO
+  update amortized over its rollout (rollouts of ``--ppo-steps``).
+
+Each env case runs with the clean CE term off (the clean pass computes input gradients only)
+and, in the full run, on. ``--quick`` measures plain, R-Mix and PPO with the term off and ends
+with the line ``env step / plain step: rmix X.XX, ppo Y.YY``.
+
+    python benchmarks/step_cost.py --quick
+    python benchmarks/step_cost.py                 # + every heuristic, clean term, batch, grid
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from core_speed import pin_glibc_malloc
+
+from agents import PPOConfig, build_ppo, make_policy
+from classifier import (
+    BatchLoader,
+    BatchStream,
+    DatasetBundle,
+    Trainer,
+    TrainerConfig,
+    build_dataset,
+)
+from mixenv.actions import MixAction
+from mixenv.env import MixupTrainingEnv
+
+CIFAR_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
+HEURISTICS = ("vanilla", "mixup", "cutmix", "region-mixup", "rmix")
+Step = Callable[[], object]
+
+
+def load_data() -> DatasetBundle:
+    if CIFAR_MINI.is_dir():
+        return build_dataset(f"imagefolder:{CIFAR_MINI}")
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4096, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (4096,), generator=generator)
+    return DatasetBundle(
+        "random32",
+        images,
+        labels,
+        images[:512],
+        labels[:512],
+        10,
+        3,
+        (32, 32),
+        (0.5,) * 3,
+        (0.29,) * 3,
+        tuple(str(i) for i in range(10)),
+    )
+
+
+def plain_case(data: DatasetBundle, batch: int, device: str) -> Step:
+    config = TrainerConfig(clean_loss_weight=0.0, schedule="constant", device=device)
+    trainer = Trainer.from_bundle(data, config, epochs=1, steps_per_epoch=10**9, seed=0)
+    loader = BatchLoader(
+        data.train_images,
+        data.train_labels,
+        batch,
+        torch.Generator().manual_seed(0),
+        augment=True,
+        device=trainer.device,
+    )
+    stream = BatchStream(loader)
+    return lambda: trainer.train_step(*next(stream))
+
+
+def env_of(
+    data: DatasetBundle, batch: int, device: str, clean: float, **kwargs
+) -> MixupTrainingEnv:
+    return MixupTrainingEnv(
+        dataset=data,
+        batch_size=batch,
+        steps_per_episode=10**9,
+        eval_fgsm=False,
+        clean_loss_weight=clean,
+        schedule="constant",
+        device=device,
+        **kwargs,
+    )
+
+
+def env_loop(env: MixupTrainingEnv, decide: Callable[[dict], object]) -> Step:
+    """One env step per call, the action chosen by ``decide(observation)``."""
+    state = {"obs": env.reset(seed=0)[0]}
+
+    def step() -> None:
+        state["obs"] = env.step(decide(state["obs"]))[0]
+
+    return step
+
+
+def heuristic_case(data: DatasetBundle, batch: int, device: str, clean: float, policy: str) -> Step:
+    env = env_of(data, batch, device, clean)
+    chooser = make_policy(policy, env, seed=0)
+    return env_loop(env, lambda obs: chooser.predict(obs)[0])
+
+
+def fixed_grid_case(data: DatasetBundle, batch: int, device: str, method: str, grid: int) -> Step:
+    """``method`` at ``grid`` every step (alpha 1, top-k 0.55 for R-Mix), clean term off."""
+    env = env_of(data, batch, device, 0.0, grids=(grid,))
+    slots = env.codec.topk_slots
+    action = env.encode_action(MixAction(method, grid, 1.0, (env.codec.topk_levels[5],) * slots))
+    return env_loop(env, lambda obs: action)
+
+
+def ppo_case(data: DatasetBundle, batch: int, device: str, clean: float, rollout: int) -> Step:
+    env = env_of(data, batch, device, clean, methods=("rmix",))
+    model = build_ppo(env, PPOConfig(n_steps=rollout, batch_size=min(64, rollout)), seed=0)
+    model.learn(rollout)  # warm-up: first reset and one update
+
+    def steps() -> None:
+        model.learn(rollout, reset_num_timesteps=False)
+
+    steps.count = rollout
+    return steps
+
+
+def measure(cases: dict[str, Step], rounds: int, steps_per_round: int) -> dict[str, list[float]]:
+    """Seconds per step of every case in every round (rounds in fresh random orders)."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for step in cases.values():  # warm-up
+        for _ in range(1 if hasattr(step, "count") else 2):
+            step()
+    for _ in range(rounds):
+        order = list(cases)
+        random.shuffle(order)
+        for name in order:
+            step = cases[name]
+            count = getattr(step, "count", steps_per_round)
+            repeats = 1 if hasattr(step, "count") else steps_per_round
+            started = time.perf_counter()
+            for _ in range(repeats):
+                step()
+            times[name].append((time.perf_counter() - started) / count)
+    return times
+
+
+def ratios(times: dict[str, list[float]], baseline: str) -> dict[str, float]:
+    return {
+        name: statistics.median(t / b for t, b in zip(values, times[baseline], strict=True))
+        for name, values in times.items()
+    }
+
+
+def table(times: dict[str, list[float]], baseline: str = "plain") -> str:
+    ratio = ratios(times, baseline)
+    lines = ["| case | median ms / step | x plain step |", "|---|---:|---:|"]
+    for name, values in times.items():
+        lines.append(f"| {name} | {statistics.median(values) * 1e3:.1f} | {ratio[name]:.2f} |")
+    return "\n".join(lines)
+
+
+def peak_memory(case: str, args: argparse.Namespace) -> float:
+    """Peak resident memory (MB) of a fresh process running ``case`` for a few steps."""
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-of",
+        case,
+        "--device",
+        args.device,
+        "--ppo-steps",
+        str(args.ppo_steps),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return float(output.strip().splitlines()[-1])
+
+
+def build(name: str, data: DatasetBundle, args: argparse.Namespace) -> Step:
+    """A case by its table name, e.g. ``env rmix (clean off)``."""
+    if name == "plain":
+        return plain_case(data, args.batch, args.device)
+    clean = 1.0 if "(clean on)" in name else 0.0
+    policy = name.split()[1]
+    if policy == "ppo":
+        return ppo_case(data, args.batch, args.device, clean, args.ppo_steps)
+    return heuristic_case(data, args.batch, args.device, clean, policy)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="plain, rmix and ppo only (~1 min)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 8, quick 4)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ppo-steps", type=int, default=32, help="PPO rollout length")
+    parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    pin_glibc_malloc()
+    random.seed(0)
+    data = load_data()
+
+    if args.memory_of:
+        step = build(args.memory_of, data, args)
+        for _ in range(4):
+            step()
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
+
+    print(
+        f"data: {data.name}, batch {args.batch}, device {args.device}, "
+        f"torch threads {torch.get_num_threads()}, PPO rollouts of {args.ppo_steps} steps"
+    )
+    names = ["plain", "env rmix (clean off)", "env ppo (clean off)"]
+    if not args.quick:
+        names = ["plain"] + [
+            f"env {p} (clean {c})" for c in ("off", "on") for p in (*HEURISTICS, "ppo")
+        ]
+    rounds = args.rounds or (4 if args.quick else 8)
+    times = measure({name: build(name, data, args) for name in names}, rounds, 3)
+    print(table(times))
+
+    if not args.quick:
+        print("\npeak resident memory of a process running one case (MB):")
+        print("| case | peak RSS MB |\n|---|---:|")
+        for name in ("plain", "env rmix (clean off)", "env rmix (clean on)", "env ppo (clean off)"):
+            print(f"| {name} | {peak_memory(name, args):.0f} |")
+
+        print("\nbatch size: env rmix (clean off) against plain at the same batch size")
+        print("| batch | plain ms | rmix ms | x plain |\n|---:|---:|---:|---:|")
+        for batch in (32, 64, 128, 256):
+            cases = {
+                "plain": plain_case(data, batch, args.device),
+                "rmix": heuristic_case(data, batch, args.device, 0.0, "rmix"),
+            }
+            sweep = measure(cases, max(3, rounds // 2), 3)
+            ratio = ratios(sweep, "plain")["rmix"]
+            print(
+                f"| {batch} | {statistics.median(sweep['plain']) * 1e3:.1f} | "
+                f"{statistics.median(sweep['rmix']) * 1e3:.1f} | {ratio:.2f} |"
+            )
+
+        print("\ngrid: env steps at a fixed grid (clean off, top-k 0.5) against plain")
+        print("| grid | rmix x plain | region x plain |\n|---:|---:|---:|")
+        for grid in (1, 2, 4, 8):
+            cases = {
+                "plain": plain_case(data, args.batch, args.device),
+                "rmix": fixed_grid_case(data, args.batch, args.device, "rmix", grid),
+                "region": fixed_grid_case(data, args.batch, args.device, "region", grid),
+            }
+            ratio = ratios(measure(cases, max(3, rounds // 2), 3), "plain")
+            print(f"| {grid} | {ratio['rmix']:.2f} | {ratio['region']:.2f} |")
+
+    ratio = ratios(times, "plain")
+    print(
+        f"env step / plain step: rmix {ratio['env rmix (clean off)']:.2f}, "
+        f"ppo {ratio['env ppo (clean off)']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
