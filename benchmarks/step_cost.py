@@ -15,7 +15,9 @@ same round.
 
 Each env case runs with the clean CE term off (the clean pass computes input gradients only)
 and, in the full run, on. ``--quick`` measures plain, R-Mix and PPO with the term off and ends
-with the line ``env step / plain step: rmix X.XX, ppo Y.YY``.
+with the line ``env step / plain step: rmix X.XX, ppo Y.YY``. ``clean pass only`` times the
+clean pass alone (forward + input-only backward): ``1 + clean/plain`` is the floor of any env
+step, whatever the mixing costs.
 
     python benchmarks/step_cost.py --quick
     python benchmarks/step_cost.py                 # + every heuristic, clean term, batch, grid
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -51,6 +54,46 @@ from mixenv.env import MixupTrainingEnv
 CIFAR_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
 HEURISTICS = ("vanilla", "mixup", "cutmix", "region-mixup", "rmix")
 Step = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every case shares: data, batch size, device and classifier."""
+
+    data: DatasetBundle
+    batch: int
+    device: str
+    model: str
+
+    def trainer(self, clean: float) -> Trainer:
+        config = TrainerConfig(
+            model=self.model, clean_loss_weight=clean, schedule="constant", device=self.device
+        )
+        return Trainer.from_bundle(self.data, config, epochs=1, steps_per_epoch=10**9, seed=0)
+
+    def batches(self, device: torch.device) -> BatchStream:
+        loader = BatchLoader(
+            self.data.train_images,
+            self.data.train_labels,
+            self.batch,
+            torch.Generator().manual_seed(0),
+            augment=True,
+            device=device,
+        )
+        return BatchStream(loader)
+
+    def env(self, clean: float, **kwargs) -> MixupTrainingEnv:
+        return MixupTrainingEnv(
+            dataset=self.data,
+            batch_size=self.batch,
+            model=self.model,
+            steps_per_episode=10**9,
+            eval_fgsm=False,
+            clean_loss_weight=clean,
+            schedule="constant",
+            device=self.device,
+            **kwargs,
+        )
 
 
 def load_data() -> DatasetBundle:
@@ -74,34 +117,17 @@ def load_data() -> DatasetBundle:
     )
 
 
-def plain_case(data: DatasetBundle, batch: int, device: str) -> Step:
-    config = TrainerConfig(clean_loss_weight=0.0, schedule="constant", device=device)
-    trainer = Trainer.from_bundle(data, config, epochs=1, steps_per_epoch=10**9, seed=0)
-    loader = BatchLoader(
-        data.train_images,
-        data.train_labels,
-        batch,
-        torch.Generator().manual_seed(0),
-        augment=True,
-        device=trainer.device,
-    )
-    stream = BatchStream(loader)
+def plain_case(setup: Setup) -> Step:
+    trainer = setup.trainer(0.0)
+    stream = setup.batches(trainer.device)
     return lambda: trainer.train_step(*next(stream))
 
 
-def env_of(
-    data: DatasetBundle, batch: int, device: str, clean: float, **kwargs
-) -> MixupTrainingEnv:
-    return MixupTrainingEnv(
-        dataset=data,
-        batch_size=batch,
-        steps_per_episode=10**9,
-        eval_fgsm=False,
-        clean_loss_weight=clean,
-        schedule="constant",
-        device=device,
-        **kwargs,
-    )
+def clean_pass_case(setup: Setup) -> Step:
+    """The clean pass alone (forward + input-only backward): what R-Mix adds to a plain step."""
+    trainer = setup.trainer(0.0)
+    stream = setup.batches(trainer.device)
+    return lambda: trainer.clean_pass(*next(stream))
 
 
 def env_loop(env: MixupTrainingEnv, decide: Callable[[dict], object]) -> Step:
@@ -114,22 +140,22 @@ def env_loop(env: MixupTrainingEnv, decide: Callable[[dict], object]) -> Step:
     return step
 
 
-def heuristic_case(data: DatasetBundle, batch: int, device: str, clean: float, policy: str) -> Step:
-    env = env_of(data, batch, device, clean)
+def heuristic_case(setup: Setup, clean: float, policy: str) -> Step:
+    env = setup.env(clean)
     chooser = make_policy(policy, env, seed=0)
     return env_loop(env, lambda obs: chooser.predict(obs)[0])
 
 
-def fixed_grid_case(data: DatasetBundle, batch: int, device: str, method: str, grid: int) -> Step:
+def fixed_grid_case(setup: Setup, method: str, grid: int) -> Step:
     """``method`` at ``grid`` every step (alpha 1, top-k 0.55 for R-Mix), clean term off."""
-    env = env_of(data, batch, device, 0.0, grids=(grid,))
+    env = setup.env(0.0, grids=(grid,))
     slots = env.codec.topk_slots
     action = env.encode_action(MixAction(method, grid, 1.0, (env.codec.topk_levels[5],) * slots))
     return env_loop(env, lambda obs: action)
 
 
-def ppo_case(data: DatasetBundle, batch: int, device: str, clean: float, rollout: int) -> Step:
-    env = env_of(data, batch, device, clean, methods=("rmix",))
+def ppo_case(setup: Setup, clean: float, rollout: int) -> Step:
+    env = setup.env(clean, methods=("rmix",))
     model = build_ppo(env, PPOConfig(n_steps=rollout, batch_size=min(64, rollout)), seed=0)
     model.learn(rollout)  # warm-up: first reset and one update
 
@@ -191,15 +217,43 @@ def peak_memory(case: str, args: argparse.Namespace) -> float:
     return float(output.strip().splitlines()[-1])
 
 
-def build(name: str, data: DatasetBundle, args: argparse.Namespace) -> Step:
+def build(name: str, setup: Setup, ppo_steps: int) -> Step:
     """A case by its table name, e.g. ``env rmix (clean off)``."""
     if name == "plain":
-        return plain_case(data, args.batch, args.device)
+        return plain_case(setup)
+    if name == "clean pass only":
+        return clean_pass_case(setup)
     clean = 1.0 if "(clean on)" in name else 0.0
     policy = name.split()[1]
     if policy == "ppo":
-        return ppo_case(data, args.batch, args.device, clean, args.ppo_steps)
-    return heuristic_case(data, args.batch, args.device, clean, policy)
+        return ppo_case(setup, clean, ppo_steps)
+    return heuristic_case(setup, clean, policy)
+
+
+def sweeps(setup: Setup, rounds: int) -> None:
+    """How the R-Mix step cost grows with the batch size and the grid."""
+    print("\nbatch size: env rmix (clean off) against plain at the same batch size")
+    print("| batch | plain ms | rmix ms | x plain |\n|---:|---:|---:|---:|")
+    for batch in (32, 64, 128, 256):
+        sized = replace(setup, batch=batch)
+        sweep = measure(
+            {"plain": plain_case(sized), "rmix": heuristic_case(sized, 0.0, "rmix")}, rounds, 3
+        )
+        print(
+            f"| {batch} | {statistics.median(sweep['plain']) * 1e3:.1f} | "
+            f"{statistics.median(sweep['rmix']) * 1e3:.1f} | "
+            f"{ratios(sweep, 'plain')['rmix']:.2f} |"
+        )
+    print("\ngrid: env steps at a fixed grid (clean off, top-k 0.55) against plain")
+    print("| grid | rmix x plain | region x plain |\n|---:|---:|---:|")
+    for grid in (1, 2, 4, 8):
+        cases = {
+            "plain": plain_case(setup),
+            "rmix": fixed_grid_case(setup, "rmix", grid),
+            "region": fixed_grid_case(setup, "region", grid),
+        }
+        ratio = ratios(measure(cases, rounds, 3), "plain")
+        print(f"| {grid} | {ratio['rmix']:.2f} | {ratio['region']:.2f} |")
 
 
 def main() -> None:
@@ -207,32 +261,34 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="plain, rmix and ppo only (~1 min)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 8, quick 4)")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--model", default="small_cnn")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ppo-steps", type=int, default=32, help="PPO rollout length")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     pin_glibc_malloc()
     random.seed(0)
-    data = load_data()
+    setup = Setup(load_data(), args.batch, args.device, args.model)
 
     if args.memory_of:
-        step = build(args.memory_of, data, args)
+        step = build(args.memory_of, setup, args.ppo_steps)
         for _ in range(4):
             step()
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return
 
     print(
-        f"data: {data.name}, batch {args.batch}, device {args.device}, "
-        f"torch threads {torch.get_num_threads()}, PPO rollouts of {args.ppo_steps} steps"
+        f"data: {setup.data.name}, model {args.model}, batch {args.batch}, device "
+        f"{args.device}, torch threads {torch.get_num_threads()}, PPO rollouts of "
+        f"{args.ppo_steps} steps"
     )
-    names = ["plain", "env rmix (clean off)", "env ppo (clean off)"]
+    names = ["plain", "clean pass only", "env rmix (clean off)", "env ppo (clean off)"]
     if not args.quick:
-        names = ["plain"] + [
+        names = ["plain", "clean pass only"] + [
             f"env {p} (clean {c})" for c in ("off", "on") for p in (*HEURISTICS, "ppo")
         ]
     rounds = args.rounds or (4 if args.quick else 8)
-    times = measure({name: build(name, data, args) for name in names}, rounds, 3)
+    times = measure({name: build(name, setup, args.ppo_steps) for name in names}, rounds, 3)
     print(table(times))
 
     if not args.quick:
@@ -240,31 +296,7 @@ def main() -> None:
         print("| case | peak RSS MB |\n|---|---:|")
         for name in ("plain", "env rmix (clean off)", "env rmix (clean on)", "env ppo (clean off)"):
             print(f"| {name} | {peak_memory(name, args):.0f} |")
-
-        print("\nbatch size: env rmix (clean off) against plain at the same batch size")
-        print("| batch | plain ms | rmix ms | x plain |\n|---:|---:|---:|---:|")
-        for batch in (32, 64, 128, 256):
-            cases = {
-                "plain": plain_case(data, batch, args.device),
-                "rmix": heuristic_case(data, batch, args.device, 0.0, "rmix"),
-            }
-            sweep = measure(cases, max(3, rounds // 2), 3)
-            ratio = ratios(sweep, "plain")["rmix"]
-            print(
-                f"| {batch} | {statistics.median(sweep['plain']) * 1e3:.1f} | "
-                f"{statistics.median(sweep['rmix']) * 1e3:.1f} | {ratio:.2f} |"
-            )
-
-        print("\ngrid: env steps at a fixed grid (clean off, top-k 0.5) against plain")
-        print("| grid | rmix x plain | region x plain |\n|---:|---:|---:|")
-        for grid in (1, 2, 4, 8):
-            cases = {
-                "plain": plain_case(data, args.batch, args.device),
-                "rmix": fixed_grid_case(data, args.batch, args.device, "rmix", grid),
-                "region": fixed_grid_case(data, args.batch, args.device, "region", grid),
-            }
-            ratio = ratios(measure(cases, max(3, rounds // 2), 3), "plain")
-            print(f"| {grid} | {ratio['rmix']:.2f} | {ratio['region']:.2f} |")
+        sweeps(setup, max(3, rounds // 2))
 
     ratio = ratios(times, "plain")
     print(

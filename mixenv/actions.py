@@ -120,13 +120,17 @@ class ActionCodec:
         """The index array of ``action``; ``ValueError`` naming a value the layout lacks."""
         if len(action.topk) != self.topk_slots:
             raise ValueError(f"topk must have {self.topk_slots} entries, got {len(action.topk)}")
-        indices = [
+        head = [
             _index_of(action.method, self.methods, "method"),
             _index_of(action.grid, self.grids, "grid"),
             _index_of(action.alpha, self.alphas, "alpha"),
         ]
-        indices += [_index_of(q, self.topk_levels, "topk") for q in action.topk]
-        return np.array(indices, dtype=np.int64)
+        levels, topk = np.asarray(self.topk_levels), np.asarray(action.topk, dtype=np.float64)
+        nearest = np.abs(topk[:, None] - levels[None, :]).argmin(axis=1)
+        off = ~np.isclose(levels[nearest], topk)
+        if off.any():
+            raise ValueError(f"topk = {topk[off][0]!r} is not one of {self.topk_levels}")
+        return np.concatenate([np.array(head, dtype=np.int64), nearest.astype(np.int64)])
 
 
 def sample_mix(
