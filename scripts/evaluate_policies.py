@@ -57,6 +57,9 @@ class EvaluateConfig:
     folders or checkpoint folders of trained agents."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds; each policy gets one fresh classifier run per seed."""
+    methods: tuple[str, ...] = ()
+    """Methods the env offers (default: every method the policies need); e.g. rmix alone to
+    run the random policy in an agent's own action space."""
     episodes: int = 3
     """Episodes per run; the final figures are those of the last episode's end."""
     out: Path = Path("results")
@@ -64,7 +67,9 @@ class EvaluateConfig:
 
 
 def env_methods(config: EvaluateConfig) -> tuple[str, ...]:
-    """Every method the heuristics and the agents' checkpoints need."""
+    """``--methods``, or every method the heuristics and the agents' checkpoints need."""
+    if config.methods:
+        return config.methods
     needed = set(required_methods([p for p in config.policies if p in HEURISTICS]))
     for path in (p for p in config.policies if p not in HEURISTICS):
         needed |= set(agent_methods(Path(path)))
