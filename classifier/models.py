@@ -91,43 +91,25 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class PreActResNet18(nn.Module):
-    """PreAct ResNet-18 in CIFAR form: 3x3 stem, four stages of two blocks (64-512 channels)."""
+class PreActNet(nn.Module):
+    """A 3x3 stem, a sequence of pre-activation blocks, BN-ReLU, global average pooling, a
+    linear head: the CIFAR form shared by PreAct ResNet and WideResNet.
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        blocks: list[nn.Module] = []
-        channels = 64
-        for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            blocks += [PreActBlock(channels, width, stride), PreActBlock(width, width, 1)]
-            channels = width
-        self.blocks = nn.Sequential(*blocks)
-        self.bn = nn.BatchNorm2d(channels)
-        self.head = nn.Linear(channels, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = torch.relu(self.bn(self.blocks(self.stem(x))))
-        return self.head(out.mean(dim=(2, 3)))
-
-
-class WideResNet(nn.Module):
-    """WideResNet-``depth``-``widen`` (Zagoruyko & Komodakis, 2016) with pre-activation blocks.
-
-    Three stages of ``(depth - 4) / 6`` blocks with ``16k, 32k, 64k`` channels, no dropout.
+    Args:
+        in_channels: image channels.
+        num_classes: classes of the head.
+        stem_width: channels of the stem.
+        stages: ``(width, stride, blocks)`` per stage; the first block of a stage has the stride.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, depth: int = 16,
-                 widen: int = 8) -> None:
+    def __init__(self, in_channels: int, num_classes: int, stem_width: int,
+                 stages: Sequence[tuple[int, int, int]]) -> None:
         super().__init__()
-        if (depth - 4) % 6 != 0:
-            raise ValueError(f"WideResNet depth must be 6n + 4, got {depth}")
-        blocks_per_stage = (depth - 4) // 6
-        self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.stem = nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False)
         blocks: list[nn.Module] = []
-        channels = 16
-        for width, stride in ((16 * widen, 1), (32 * widen, 2), (64 * widen, 2)):
-            for index in range(blocks_per_stage):
+        channels = stem_width
+        for width, stride, count in stages:
+            for index in range(count):
                 blocks.append(PreActBlock(channels, width, stride if index == 0 else 1))
                 channels = width
         self.blocks = nn.Sequential(*blocks)
@@ -137,6 +119,23 @@ class WideResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = torch.relu(self.bn(self.blocks(self.stem(x))))
         return self.head(out.mean(dim=(2, 3)))
+
+
+def preact_resnet18(in_channels: int, num_classes: int) -> PreActNet:
+    """PreAct ResNet-18 (He et al., 2016) in CIFAR form: four stages of two blocks, 64-512
+    channels."""
+    stages = ((64, 1, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+    return PreActNet(in_channels, num_classes, 64, stages)
+
+
+def wide_resnet(in_channels: int, num_classes: int, depth: int = 16, widen: int = 8) -> PreActNet:
+    """WideResNet-``depth``-``widen`` (Zagoruyko & Komodakis, 2016) with pre-activation blocks:
+    three stages of ``(depth - 4) / 6`` blocks with ``16k, 32k, 64k`` channels, no dropout."""
+    if (depth - 4) % 6 != 0:
+        raise ValueError(f"WideResNet depth must be 6n + 4, got {depth}")
+    count = (depth - 4) // 6
+    stages = ((16 * widen, 1, count), (32 * widen, 2, count), (64 * widen, 2, count))
+    return PreActNet(in_channels, num_classes, 16, stages)
 
 
 def build_model(name: str, in_channels: int, num_classes: int,
@@ -175,5 +174,5 @@ def _construct(name: str, in_channels: int, num_classes: int, size: tuple[int, i
     if name == "small_cnn":
         return SmallCNN(in_channels, num_classes, size)
     if name == "preact_resnet18":
-        return PreActResNet18(in_channels, num_classes)
-    return WideResNet(in_channels, num_classes, depth=16, widen=8)
+        return preact_resnet18(in_channels, num_classes)
+    return wide_resnet(in_channels, num_classes, depth=16, widen=8)
