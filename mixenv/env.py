@@ -125,10 +125,14 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     - ``lr``, ``momentum``, ``nesterov``, ``weight_decay``, ``schedule``, ``epochs``: the
       trainer's SGD and schedule (``"multistep"``, ``"onecycle"``, ``"constant"``) over
-      ``epochs`` planned epochs.
+      ``epochs`` planned epochs (the ``epochs`` attribute is read at each fresh run, so it can
+      be set after construction, before a seeded reset).
     - ``augment``: pad + random crop (+ flip where it suits the data) on training batches.
     - ``eval_fgsm``: also measure FGSM accuracy (eps 8/255) at each episode end.
     - ``render_mode``: ``"rgb_array"`` for pictures of the last mixed batch and its masks.
+
+    Under SB3's ``SubprocVecEnv`` use ``start_method="spawn"`` (or ``"forkserver"``): a process
+    forked after torch has run CPU kernels can hang in its thread pool.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 2}
