@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -201,8 +200,9 @@ def table(times: dict[str, list[float]], baseline: str = "plain") -> str:
     return "\n".join(lines)
 
 
-def peak_memory(case: str, args: argparse.Namespace) -> float:
-    """Peak resident memory (MB) of a fresh process running ``case`` for a few steps."""
+def step_memory(case: str, args: argparse.Namespace) -> tuple[float, float]:
+    """Peak resident memory (MB) of a fresh process while it runs ``case``, and how much of it
+    the steps add to what the process held once the data and the case were set up."""
     command = [
         sys.executable,
         __file__,
@@ -212,9 +212,22 @@ def peak_memory(case: str, args: argparse.Namespace) -> float:
         args.device,
         "--ppo-steps",
         str(args.ppo_steps),
+        "--model",
+        args.model,
+        "--batch",
+        str(args.batch),
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return float(output.strip().splitlines()[-1])
+    peak, added = output.split()[-2:]
+    return float(peak), float(added)
+
+
+def resident_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, in MB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def build(name: str, setup: Setup, ppo_steps: int) -> Step:
@@ -272,9 +285,12 @@ def main() -> None:
 
     if args.memory_of:
         step = build(args.memory_of, setup, args.ppo_steps)
+        Path("/proc/self/clear_refs").write_text("5")  # restart the peak from here
+        before = resident_mb("VmRSS")
         for _ in range(4):
             step()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        peak = resident_mb("VmHWM")
+        print(f"{peak:.1f} {peak - before:.1f}")
         return
 
     print(
@@ -292,10 +308,11 @@ def main() -> None:
     print(table(times))
 
     if not args.quick:
-        print("\npeak resident memory of a process running one case (MB):")
-        print("| case | peak RSS MB |\n|---|---:|")
+        print("\nresident memory (MB) of a fresh process running one case for 4 steps")
+        print("| case | peak RSS | added by the steps |\n|---|---:|---:|")
         for name in ("plain", "env rmix (clean off)", "env rmix (clean on)", "env ppo (clean off)"):
-            print(f"| {name} | {peak_memory(name, args):.0f} |")
+            peak, added = step_memory(name, args)
+            print(f"| {name} | {peak:.0f} | {added:.0f} |")
         sweeps(setup, max(3, rounds // 2))
 
     ratio = ratios(times, "plain")
