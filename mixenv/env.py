@@ -190,7 +190,6 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ValueError(f"grids {too_big} exceed the {height}x{width} images")
         self.batch_size = batch_size
         self.obs_grid = obs_grid
-        self.reward_name = reward
         self.reinit_classifier = reinit_classifier
         self.augment = augment
         self.eval_fgsm = eval_fgsm
@@ -242,7 +241,7 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._mix_generator = torch.Generator()
         self._batch: tuple[Tensor, Tensor] | None = None
         self._clean: CleanPass | None = None
-        self._last_mix: tuple[Tensor, Tensor, Tensor] | None = None
+        self._last_mix: tuple[Tensor, msda.MixPlan | None] | None = None
 
     def decode_action(self, action: np.ndarray | Sequence[int]) -> MixAction:
         """Named parameters of an action array (``ValueError`` naming a bad field)."""
@@ -277,14 +276,11 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         y = F.one_hot(labels, self.data.num_classes).float()
         params = sample_mix(mix_action, self.batch_size, x.shape[-2:], self._mix_generator)
         if params is None:
-            x_mixed, y_mixed, pixel_weight = x, y, torch.ones_like(x[:, 0])
-            own = torch.ones(self.batch_size, device=x.device)
+            plan, x_mixed, y_mixed = None, x, y
         else:
             plan = params.to(x.device).plan(x.shape, self._clean.saliency)
             x_mixed, y_mixed = msda.apply_plan(x, y, plan)
-            pixel_weight = plan.pixel_weight(*x.shape[-2:])
-            own = plan.own_label_weight(*x.shape[-2:])
-        self._last_mix = (x_mixed, pixel_weight, own)
+        self._last_mix = (x_mixed, plan)
         self._episode_step += 1
         info: dict[str, Any] = {"action": mix_action, "diverged": False}
         try:
@@ -321,12 +317,15 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
         Before the first step of an episode it shows the unmixed batch; ``None`` before reset.
         """
-        if self._last_mix is not None:
-            return mix_picture(*self._last_mix)
-        if self._batch is None:
+        if self._last_mix is None and self._batch is None:
             return None
-        x = self._batch[0]
-        return mix_picture(x, torch.ones_like(x[:, 0]), torch.ones(len(x)))
+        x, plan = self._last_mix or (self._batch[0], None)
+        if plan is None:  # not mixed
+            return mix_picture(x, torch.ones_like(x[:, 0]), torch.ones(len(x)))
+        height, width = x.shape[-2:]
+        return mix_picture(
+            x, plan.pixel_weight(height, width), plan.own_label_weight(height, width)
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """The training run: classifier, optimizer, schedule, generators and counters.
