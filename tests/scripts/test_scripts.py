@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,36 @@ def test_help_explains_the_flags(tmp_path):
     ):
         assert flag in text
     assert "imagefolder:PATH" in text
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_agent.py"),
+            "--total-timesteps",
+            "100000",
+            "--run-dir",
+            str(run_dir),
+            "--checkpoint-every",
+            "0",
+            *TINY_ENV,
+            *TINY_PPO,
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # some training steps
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "interrupted after" in stdout and f"--resume {run_dir}" in stdout
+    steps = load_checkpoint(run_dir / "checkpoint").agent["num_timesteps"]
+    assert 0 < steps < 100000
