@@ -12,17 +12,13 @@ median seconds per step) and writes ``results.csv``, ``results.json`` and
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import tyro
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from agents import (
@@ -35,16 +31,9 @@ from agents import (
     required_methods,
     run_policy,
 )
+from agents.report import markdown_table, summarize, write_report
 from agents.settings import EnvSettings, make_env
 from mixenv.actions import METHODS
-
-COLUMNS = {
-    "test_accuracy": "test acc",
-    "test_ece": "ECE",
-    "test_fgsm_accuracy": "FGSM acc",
-    "mean_reward": "reward/step",
-    "seconds_per_step": "s/step",
-}
 
 
 @dataclass(frozen=True)
@@ -106,78 +95,9 @@ def main(config: EvaluateConfig) -> None:
         env.close()
     rows = summarize(records, config.policies)
     print(markdown_table(rows))
-    write_outputs(config, records, rows)
-
-
-def summarize(records: list[RunRecord], policies: tuple[str, ...]) -> list[dict]:
-    """One row per policy: mean and std over seeds of each column."""
-    rows = []
-    for policy in policies:
-        mine = [r for r in records if r.policy == policy]
-        row = {"policy": policy, "runs": len(mine), "diverged": sum(r.diverged for r in mine)}
-        for key in COLUMNS:
-            values = [value_of(r, key) for r in mine]
-            values = [v for v in values if not math.isnan(v)]
-            row[key] = statistics.fmean(values) if values else math.nan
-            row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        rows.append(row)
-    return rows
-
-
-def value_of(record: RunRecord, key: str) -> float:
-    if key == "mean_reward":
-        return record.mean_reward
-    if key == "seconds_per_step":
-        return record.seconds_per_step
-    return record.final(key)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    header = "| policy | " + " | ".join(COLUMNS.values()) + " | runs (diverged) |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    for row in rows:
-        cells = []
-        for key in COLUMNS:
-            digits = 4 if key == "seconds_per_step" else 3
-            cells.append(f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}")
-        lines.append(
-            f"| {row['policy']} | " + " | ".join(cells) + f" | {row['runs']} ({row['diverged']}) |"
-        )
-    return "\n".join(lines)
-
-
-def write_outputs(config: EvaluateConfig, records: list[RunRecord], rows: list[dict]) -> None:
-    config.out.mkdir(parents=True, exist_ok=True)
-    with open(config.out / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    runs = [
-        {**asdict(r), "mean_reward": r.mean_reward, "seconds_per_step": r.seconds_per_step}
-        for r in records
-    ]
-    payload = {
-        "config": json.loads(json.dumps(asdict(config), default=str)),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "summary": rows,
-        "runs": runs,
-    }
-    (config.out / "results.json").write_text(json.dumps(payload, indent=2, default=float))
-    figure = Figure(figsize=(7, 4.5))
-    axis = figure.subplots()
-    for policy in config.policies:
-        curves = [[e["test_accuracy"] for e in r.episodes] for r in records if r.policy == policy]
-        length = min((len(c) for c in curves), default=0)
-        if length:
-            mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
-            axis.plot(range(1, length + 1), mean, marker="o", label=Path(policy).name)
-    axis.set_xlabel("episode")
-    axis.set_ylabel("test accuracy (mean over seeds)")
-    axis.legend(fontsize="small")
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(config.out / "accuracy_per_episode.png", dpi=120)
-    print(f"wrote {config.out / 'results.csv'}, results.json, accuracy_per_episode.png")
+    settings = json.loads(json.dumps(asdict(config), default=str))
+    files = write_report(config.out, settings, records, rows)
+    print("wrote " + ", ".join(str(f) for f in files))
 
 
 if __name__ == "__main__":

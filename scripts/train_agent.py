@@ -12,20 +12,17 @@ steps, at the end, and on Ctrl-C.
 from __future__ import annotations
 
 import json
-import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import tyro
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
 from agents import PPOConfig, agent_state, build_ppo, load_checkpoint, save_checkpoint
-from agents.callbacks import PeriodicCheckpoint
+from agents.callbacks import PeriodicCheckpoint, StopOnInterrupt
 from agents.checkpoints import CheckpointError
 from agents.settings import EnvSettings, make_env
 from mixenv.wrappers import TensorBoardLogger
@@ -73,30 +70,6 @@ class TrainConfig:
             image_every=data["image_every"],
             ppo=PPOConfig(**data["ppo"]),
         )
-
-
-class StopOnInterrupt(BaseCallback):
-    """The first Ctrl-C stops training after the current step, so the script can save;
-    a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.interrupted = False
-        self._previous: Any = signal.default_int_handler
-
-    def _on_training_start(self) -> None:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.interrupted = True
-        signal.signal(signal.SIGINT, self._previous)
-        print("\nCtrl-C: stopping after this step to save a checkpoint", file=sys.stderr)
-
-    def _on_step(self) -> bool:
-        return not self.interrupted
-
-    def _on_training_end(self) -> None:
-        signal.signal(signal.SIGINT, self._previous)
 
 
 def resolve(config: TrainConfig) -> tuple[TrainConfig, Any]:
