@@ -26,7 +26,7 @@ def mixup_plan(lam: float | Tensor, perm: Tensor, size: Sequence[int]) -> MixPla
     batch = size[0]
     perm = as_perm(perm, batch)
     lam = as_fraction(lam, batch, "lam").to(perm.device)
-    return MixPlan(lam.reshape(-1, 1, 1).expand(batch, 1, 1), perm)
+    return MixPlan(lam.reshape(-1, 1, 1), perm)
 
 
 def cutmix_plan(
@@ -36,7 +36,7 @@ def cutmix_plan(
     batch, _, height, width = size
     perm = as_perm(perm, batch)
     inside = _box_mask(as_boxes(box, batch, height, width).to(perm.device), height, width)
-    return MixPlan((~inside).float().expand(batch, height, width), perm)
+    return MixPlan((~inside).float(), perm)
 
 
 def region_mixup_plan(lams: Tensor, perms: Tensor, size: Sequence[int]) -> MixPlan:
@@ -57,7 +57,7 @@ def region_mixup_plan(lams: Tensor, perms: Tensor, size: Sequence[int]) -> MixPl
         )
     perms = as_perm(perms, batch, name="perms")
     flat = as_fraction(lams.flatten(), lams.numel(), "lams").reshape(lams.shape)
-    weight = flat.to(perms.device).expand(batch, grid, grid)
+    weight = flat.to(perms.device).reshape(-1, grid, grid)
     partner = perms.permute(2, 0, 1)
     return MixPlan(weight, partner.reshape(batch) if grid == 1 else partner)
 
@@ -103,7 +103,7 @@ def hmix_plan(
     lam = as_fraction(lam, batch, "lam").to(perm.device)
     inside = _box_mask(as_boxes(box, batch, height, width).to(perm.device), height, width)
     weight = torch.where(inside, 0.0, lam.reshape(-1, 1, 1))
-    return MixPlan(weight.expand(batch, height, width), perm)
+    return MixPlan(weight, perm)
 
 
 def gmix_plan(
@@ -134,7 +134,7 @@ def gmix_plan(
     if swap.dtype != torch.bool or swap.dim() > 1 or (swap.dim() == 1 and swap.shape[0] != batch):
         raise ValueError(f"swap must be a bool or a bool tensor [B] with B={batch}")
     weight = torch.where(swap.reshape(-1, 1, 1), 1 - mask, mask)
-    return MixPlan(weight.expand(batch, height, width), perm)
+    return MixPlan(weight, perm)
 
 
 def mixup(x: Tensor, y: Tensor, lam: float | Tensor, perm: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,7 +23,8 @@ class MixPlan:
     """Where every output pixel comes from.
 
     Attributes:
-        weight: ``[B, rows, cols]`` weight of each sample's own pixels in each cell, in [0, 1].
+        weight: ``[B, rows, cols]`` weight of each sample's own pixels in each cell, in [0, 1],
+            or ``[1, rows, cols]`` when the whole batch shares it (computed once, broadcast).
         partner: ``[B]`` long (one partner per sample) or ``[B, rows, cols]`` (one per cell).
     """
 
@@ -32,7 +33,7 @@ class MixPlan:
 
     @property
     def batch_size(self) -> int:
-        return self.weight.shape[0]
+        return self.partner.shape[0]
 
     def pixel_weight(self, height: int, width: int) -> Tensor:
         """The own-weight of every pixel, ``[B, height, width]`` (the mask to look at)."""
@@ -40,7 +41,8 @@ class MixPlan:
 
     def own_label_weight(self, height: int, width: int) -> Tensor:
         """``[B]`` weight of each sample's own label: cell weights times exact cell areas."""
-        return (self.weight * _areas(self.weight, height, width)).sum(dim=(1, 2))
+        own = (self.weight * _areas(self.weight, height, width)).sum(dim=(1, 2))
+        return own.expand(self.batch_size)
 
 
 def apply_plan(x: Tensor, y: Tensor, plan: MixPlan) -> tuple[Tensor, Tensor]:
@@ -51,7 +53,7 @@ def apply_plan(x: Tensor, y: Tensor, plan: MixPlan) -> tuple[Tensor, Tensor]:
     """
     check_batch(x, y)
     batch, _, height, width = x.shape
-    if plan.batch_size != batch:
+    if plan.batch_size != batch or plan.weight.shape[0] not in (1, batch):
         raise ValueError(f"plan is for a batch of {plan.batch_size}, x has {batch}")
     weight = plan.weight.to(x.device)
     partner = plan.partner.to(x.device)
@@ -78,7 +80,7 @@ def _mix_labels(y: Tensor, weight: Tensor, partner: Tensor, height: int, width: 
     own = (weight * areas).sum(dim=(1, 2)).unsqueeze(1)
     if partner.dim() == 1:
         return torch.lerp(y.index_select(0, partner), y, own)
-    partner_weight = ((1 - weight) * areas).reshape(batch, -1, 1)
+    partner_weight = ((1 - weight) * areas).reshape(weight.shape[0], -1, 1)
     partner_labels = y.index_select(0, partner.reshape(-1)).reshape(batch, rows * cols, -1)
     return own * y + (partner_weight * partner_labels).sum(dim=1)
 
@@ -88,7 +90,7 @@ def _mix_images(x: Tensor, weight: Tensor, partner: Tensor) -> Tensor:
     batch, channels, height, width = x.shape
     rows, cols = weight.shape[-2:]
     if (rows, cols) == (1, 1):
-        pixel_weight = weight.reshape(batch, 1, 1, 1)
+        pixel_weight = weight.reshape(-1, 1, 1, 1)
     else:
         pixel_weight = upsample_cells(weight, height, width).unsqueeze(1)
     if partner.dim() == 1:
