@@ -49,17 +49,32 @@ def main(args: Args) -> None:
     folder = folder if folder.is_absolute() else REPO_ROOT / folder
     start = time.perf_counter()
     bundle = build_dataset(f"imagefolder:{folder.resolve()}")
-    print(f"loaded {len(bundle.train_images)} train / {len(bundle.test_images)} test images "
-          f"{bundle.image_size} in {time.perf_counter() - start:.1f} s; "
-          f"torch threads: {torch.get_num_threads()}")
+    print(
+        f"loaded {len(bundle.train_images)} train / {len(bundle.test_images)} test images "
+        f"{bundle.image_size} in {time.perf_counter() - start:.1f} s; "
+        f"torch threads: {torch.get_num_threads()}"
+    )
     loader = bundle.train_loader(args.batch_size, torch.Generator().manual_seed(args.seed))
-    config = TrainerConfig(model=args.model, lr=args.lr, schedule=args.schedule,
-                           clean_loss_weight=args.clean_loss_weight)
-    trainer = Trainer.from_bundle(bundle, config, epochs=args.epochs,
-                                  steps_per_epoch=len(loader), seed=args.seed)
+    config = TrainerConfig(
+        model=args.model,
+        lr=args.lr,
+        schedule=args.schedule,
+        clean_loss_weight=args.clean_loss_weight,
+    )
+    trainer = Trainer.from_bundle(
+        bundle, config, epochs=args.epochs, steps_per_epoch=len(loader), seed=args.seed
+    )
     print(f"{args.model} on {trainer.device}, {len(loader)} steps of {args.batch_size} per epoch")
-    header = ("epoch", "train loss", "train acc", "test top1", "ECE", "FGSM acc", "s/epoch",
-              "eval s")
+    header = (
+        "epoch",
+        "train loss",
+        "train acc",
+        "test top1",
+        "ECE",
+        "FGSM acc",
+        "s/epoch",
+        "eval s",
+    )
     print(" | ".join(f"{h:>10}" for h in header))
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
@@ -68,9 +83,16 @@ def main(args: Args) -> None:
         start = time.perf_counter()
         evaluation = trainer.evaluate(bundle.test_images, bundle.test_labels)
         eval_seconds = time.perf_counter() - start
-        row = (epoch, sum(r.loss for r in results) / len(results),
-               sum(r.accuracy for r in results) / len(results), evaluation.top1, evaluation.ece,
-               evaluation.fgsm_accuracy, train_seconds, eval_seconds)
+        row = (
+            epoch,
+            sum(r.loss for r in results) / len(results),
+            sum(r.accuracy for r in results) / len(results),
+            evaluation.top1,
+            evaluation.ece,
+            evaluation.fgsm_accuracy,
+            train_seconds,
+            eval_seconds,
+        )
         print(f"{row[0]:>10} | " + " | ".join(f"{v:>10.3f}" for v in row[1:]), flush=True)
 
 

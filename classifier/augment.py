@@ -19,8 +19,9 @@ def default_padding(image_size: tuple[int, int]) -> int:
     return 2 if side >= 16 else 1
 
 
-def random_crop_flip(x: Tensor, generator: torch.Generator, padding: int,
-                     flip: bool = True) -> Tensor:
+def random_crop_flip(
+    x: Tensor, generator: torch.Generator, padding: int, flip: bool = True
+) -> Tensor:
     """Zero-pad by ``padding``, crop back to ``H x W`` at a random offset, maybe flip.
 
     Equivalent to torchvision's ``RandomCrop(size, padding)`` followed by

@@ -21,8 +21,18 @@ from tqdm.auto import tqdm
 from classifier.loader import BatchLoader, to_float_images
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "imagefolder:PATH")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                    ".pgm")
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
 _PROGRESS_MIN_FILES = 1000
 
 
@@ -62,15 +72,29 @@ class DatasetBundle:
     class_names: tuple[str, ...]
     hflip: bool = True
 
-    def train_loader(self, batch_size: int, generator: torch.Generator, *, augment: bool = True,
-                     device: torch.device | str | None = None) -> BatchLoader:
+    def train_loader(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        augment: bool = True,
+        device: torch.device | str | None = None,
+    ) -> BatchLoader:
         """Shuffled, augmented training batches (flip as `hflip` says, drop_last)."""
-        return BatchLoader(self.train_images, self.train_labels, batch_size, generator,
-                           augment=augment, flip=self.hflip, device=device)
+        return BatchLoader(
+            self.train_images,
+            self.train_labels,
+            batch_size,
+            generator,
+            augment=augment,
+            flip=self.hflip,
+            device=device,
+        )
 
 
-def build_dataset(name: str = "digits", data_dir: str | Path = "data",
-                  download: bool = False) -> DatasetBundle:
+def build_dataset(
+    name: str = "digits", data_dir: str | Path = "data", download: bool = False
+) -> DatasetBundle:
     """Load a dataset by name into memory.
 
     Args:
@@ -97,8 +121,7 @@ def build_dataset(name: str = "digits", data_dir: str | Path = "data",
     raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
 
 
-def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...],
-                                                               tuple[float, ...]]:
+def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation of ``[N, C, H, W]`` images in ``[0, 1]`` units.
 
     Computed in float64 over chunks, so a uint8 dataset is never converted whole.
@@ -106,7 +129,7 @@ def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...],
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     for start in range(0, len(images), chunk):
-        x = to_float_images(images[start:start + chunk]).double()
+        x = to_float_images(images[start : start + chunk]).double()
         total += x.sum(dim=(0, 2, 3))
         total_sq += x.square().sum(dim=(0, 2, 3))
     count = images.numel() // images.shape[1]
@@ -115,14 +138,28 @@ def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...],
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _bundle(name: str, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
-            class_names: Sequence[str], hflip: bool = True) -> DatasetBundle:
+def _bundle(
+    name: str,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    class_names: Sequence[str],
+    hflip: bool = True,
+) -> DatasetBundle:
     mean, std = channel_stats(train[0])
-    return DatasetBundle(name=name, train_images=train[0], train_labels=train[1],
-                         test_images=test[0], test_labels=test[1],
-                         num_classes=len(class_names), in_channels=train[0].shape[1],
-                         image_size=tuple(train[0].shape[-2:]), mean=mean, std=std,
-                         class_names=tuple(class_names), hflip=hflip)
+    return DatasetBundle(
+        name=name,
+        train_images=train[0],
+        train_labels=train[1],
+        test_images=test[0],
+        test_labels=test[1],
+        num_classes=len(class_names),
+        in_channels=train[0].shape[1],
+        image_size=tuple(train[0].shape[-2:]),
+        mean=mean,
+        std=std,
+        class_names=tuple(class_names),
+        hflip=hflip,
+    )
 
 
 def _digits() -> DatasetBundle:
@@ -132,12 +169,17 @@ def _digits() -> DatasetBundle:
     digits = load_digits()
     images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
     labels = torch.from_numpy(digits.target).long()
-    train_index, test_index = train_test_split(np.arange(len(labels)), test_size=0.2,
-                                               stratify=digits.target, random_state=0)
+    train_index, test_index = train_test_split(
+        np.arange(len(labels)), test_size=0.2, stratify=digits.target, random_state=0
+    )
     train_index, test_index = torch.from_numpy(train_index), torch.from_numpy(test_index)
-    return _bundle("digits", (images[train_index], labels[train_index]),
-                   (images[test_index], labels[test_index]),
-                   [str(c) for c in digits.target_names], hflip=False)
+    return _bundle(
+        "digits",
+        (images[train_index], labels[train_index]),
+        (images[test_index], labels[test_index]),
+        [str(c) for c in digits.target_names],
+        hflip=False,
+    )
 
 
 def _cifar(name: str, data_dir: Path, download: bool) -> DatasetBundle:
@@ -153,15 +195,18 @@ def _cifar(name: str, data_dir: Path, download: bool) -> DatasetBundle:
                 f"{name} files not found in {data_dir.resolve()}"
                 + (f" and the download failed ({error})" if download else "")
                 + "; pass download=True (--download) to fetch them, or point data_dir "
-                  "(--data-dir) to the folder that holds them") from error
+                "(--data-dir) to the folder that holds them"
+            ) from error
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
         splits.append((images, torch.tensor(dataset.targets, dtype=torch.long)))
     return _bundle(name, splits[0], splits[1], dataset.classes)
 
 
 def _image_folder(name: str, root: Path) -> DatasetBundle:
-    expected = (f"expected {root}/train/<class>/<image> and {root}/test/<class>/<image> "
-                f"(one subfolder per class, the same classes in both)")
+    expected = (
+        f"expected {root}/train/<class>/<image> and {root}/test/<class>/<image> "
+        f"(one subfolder per class, the same classes in both)"
+    )
     if not root.is_dir():
         raise DatasetNotFoundError(f"no folder at {root}; {expected}")
     train_dir, test_dir = root / "train", root / "test"
@@ -170,29 +215,39 @@ def _image_folder(name: str, root: Path) -> DatasetBundle:
     classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
     test_classes = sorted(p.name for p in test_dir.iterdir() if p.is_dir())
     if not classes or not set(test_classes) <= set(classes):
-        raise ValueError(f"class folders of {train_dir} ({len(classes)}) and {test_dir} "
-                         f"({len(test_classes)}) do not match; {expected}")
+        raise ValueError(
+            f"class folders of {train_dir} ({len(classes)}) and {test_dir} "
+            f"({len(test_classes)}) do not match; {expected}"
+        )
     files = {split: _list_images(root / split, classes, expected) for split in ("train", "test")}
     mode = _channel_mode(files["train"][0][0])
     total = sum(len(f) for f in files.values())
-    with tqdm(total=total, desc=f"decoding {root.name}", unit="img",
-              disable=total < _PROGRESS_MIN_FILES) as progress:
+    with tqdm(
+        total=total, desc=f"decoding {root.name}", unit="img", disable=total < _PROGRESS_MIN_FILES
+    ) as progress:
         train = _decode(files["train"], mode, progress)
         test = _decode(files["test"], mode, progress)
     if train[0].shape[1:] != test[0].shape[1:]:
-        raise ValueError(f"train images are {tuple(train[0].shape[1:])} but test images are "
-                         f"{tuple(test[0].shape[1:])}; all images must share one size")
+        raise ValueError(
+            f"train images are {tuple(train[0].shape[1:])} but test images are "
+            f"{tuple(test[0].shape[1:])}; all images must share one size"
+        )
     return _bundle(name, train, test, classes)
 
 
 def _list_images(split_dir: Path, classes: list[str], expected: str) -> list[tuple[Path, int]]:
-    files = [(path, label) for label, cls in enumerate(classes)
-             if (split_dir / cls).is_dir()
-             for path in sorted((split_dir / cls).iterdir())
-             if path.suffix.lower() in IMAGE_EXTENSIONS]
+    files = [
+        (path, label)
+        for label, cls in enumerate(classes)
+        if (split_dir / cls).is_dir()
+        for path in sorted((split_dir / cls).iterdir())
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+    ]
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of "
-                         f"{split_dir}; {expected}")
+        raise ValueError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of "
+            f"{split_dir}; {expected}"
+        )
     return files
 
 
@@ -207,8 +262,10 @@ def _decode(files: list[tuple[Path, int]], mode: str, progress: tqdm) -> tuple[T
         with Image.open(path) as image:
             array = np.asarray(image.convert(mode), dtype=np.uint8)
         if arrays and array.shape != arrays[0].shape:
-            raise ValueError(f"{path} is {array.shape[:2]} but {files[0][0]} is "
-                             f"{arrays[0].shape[:2]}; all images must share one size")
+            raise ValueError(
+                f"{path} is {array.shape[:2]} but {files[0][0]} is "
+                f"{arrays[0].shape[:2]}; all images must share one size"
+            )
         arrays.append(array)
         progress.update()
     images = torch.from_numpy(np.stack(arrays))

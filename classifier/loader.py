@@ -42,18 +42,32 @@ class BatchLoader:
         device: where to put the batches (augmentation runs there too).
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int,
-                 generator: torch.Generator, *, shuffle: bool = True, drop_last: bool = True,
-                 augment: bool = False, flip: bool = True, padding: int | None = None,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        augment: bool = False,
+        flip: bool = True,
+        padding: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         if images.dim() != 4 or labels.shape != images.shape[:1]:
-            raise ValueError(f"expected images [N, C, H, W] and labels [N], got "
-                             f"{tuple(images.shape)} and {tuple(labels.shape)}")
+            raise ValueError(
+                f"expected images [N, C, H, W] and labels [N], got "
+                f"{tuple(images.shape)} and {tuple(labels.shape)}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if drop_last and batch_size > len(images):
-            raise ValueError(f"batch_size {batch_size} exceeds the {len(images)} images, so "
-                             f"drop_last would leave no batch")
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the {len(images)} images, so "
+                f"drop_last would leave no batch"
+            )
         self.images = images
         self.labels = labels.long()
         self.batch_size = batch_size
@@ -82,7 +96,7 @@ class BatchLoader:
 
     def batch(self, order: Tensor, position: int) -> tuple[Tensor, Tensor]:
         """Batch number ``position`` of an epoch in ``order``, augmented if configured."""
-        index = order[position * self.batch_size:(position + 1) * self.batch_size]
+        index = order[position * self.batch_size : (position + 1) * self.batch_size]
         x = to_float_images(self.images[index].to(self.device))
         if self.augment:
             x = random_crop_flip(x, self.generator, self.padding, self.flip)
@@ -112,8 +126,11 @@ class BatchStream:
 
     def state_dict(self) -> dict[str, Any]:
         """Generator state, epoch order and position (tensors and ints only)."""
-        return {"generator": self.loader.generator.get_state(), "order": self.order,
-                "position": self.position}
+        return {
+            "generator": self.loader.generator.get_state(),
+            "order": self.order,
+            "position": self.position,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict`."""

@@ -58,9 +58,14 @@ def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) 
     return float(gap.abs().sum() / len(labels))
 
 
-def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 500,
-             device: torch.device | str | None = None,
-             fgsm_eps: float | None = 8 / 255) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int = 500,
+    device: torch.device | str | None = None,
+    fgsm_eps: float | None = 8 / 255,
+) -> EvalResult:
     """Evaluate ``model`` in eval mode on pixel-space images.
 
     FGSM (Goodfellow et al., 2015) perturbs the ``[0, 1]`` images,
@@ -80,16 +85,18 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
         An `EvalResult`. The model's train/eval mode is restored afterwards.
     """
     if len(images) == 0 or len(images) != len(labels):
-        raise ValueError(f"need as many labels as images, at least one; got {len(images)} "
-                         f"images and {len(labels)} labels")
+        raise ValueError(
+            f"need as many labels as images, at least one; got {len(images)} "
+            f"images and {len(labels)} labels"
+        )
     if device is None:
         device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     probs, top5, adversarial, losses = [], [], [], []
     for start in range(0, len(images), batch_size):
-        x = to_float_images(images[start:start + batch_size].to(device))
-        y = labels[start:start + batch_size].to(device)
+        x = to_float_images(images[start : start + batch_size].to(device))
+        y = labels[start : start + batch_size].to(device)
         with torch.set_grad_enabled(fgsm_eps is not None):
             x = x.detach().requires_grad_(fgsm_eps is not None)
             logits = model(x).float()
@@ -109,6 +116,5 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
         top5=float(torch.cat(top5).float().mean()),
         loss=float(torch.stack(losses).sum() / len(labels)),
         ece=expected_calibration_error(probs_all, labels_all),
-        fgsm_accuracy=float(torch.cat(adversarial).float().mean()) if adversarial
-        else float("nan"),
+        fgsm_accuracy=float(torch.cat(adversarial).float().mean()) if adversarial else float("nan"),
     )

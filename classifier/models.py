@@ -27,8 +27,9 @@ class Normalize(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):
-            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and "
-                             f"{len(std)}")
+            raise ValueError(
+                f"mean and std need one value per channel, got {len(mean)} and {len(std)}"
+            )
         if min(std) <= 0:
             raise ValueError(f"std must be positive, got {tuple(std)}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
@@ -39,8 +40,11 @@ class Normalize(nn.Module):
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class SmallCNN(nn.Module):
@@ -51,8 +55,13 @@ class SmallCNN(nn.Module):
     CIFAR-sized data on a 2-core CPU.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
-                 widths: tuple[int, int, int] = (32, 64, 128)) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: tuple[int, int],
+        widths: tuple[int, int, int] = (32, 64, 128),
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         size = min(image_size)
@@ -102,8 +111,13 @@ class PreActNet(nn.Module):
         stages: ``(width, stride, blocks)`` per stage; the first block of a stage has the stride.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, stem_width: int,
-                 stages: Sequence[tuple[int, int, int]]) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        stem_width: int,
+        stages: Sequence[tuple[int, int, int]],
+    ) -> None:
         super().__init__()
         self.stem = nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False)
         blocks: list[nn.Module] = []
@@ -138,8 +152,13 @@ def wide_resnet(in_channels: int, num_classes: int, depth: int = 16, widen: int 
     return PreActNet(in_channels, num_classes, 16, stages)
 
 
-def build_model(name: str, in_channels: int, num_classes: int,
-                image_size: int | tuple[int, int], seed: int | None = None) -> nn.Module:
+def build_model(
+    name: str,
+    in_channels: int,
+    num_classes: int,
+    image_size: int | tuple[int, int],
+    seed: int | None = None,
+) -> nn.Module:
     """Build a classifier by name.
 
     Args:
@@ -161,8 +180,10 @@ def build_model(name: str, in_channels: int, num_classes: int,
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if in_channels < 1 or num_classes < 1 or min(size) < 1:
-        raise ValueError(f"in_channels, num_classes and image_size must be positive, got "
-                         f"{in_channels}, {num_classes}, {size}")
+        raise ValueError(
+            f"in_channels, num_classes and image_size must be positive, got "
+            f"{in_channels}, {num_classes}, {size}"
+        )
     if seed is None:
         return _construct(name, in_channels, num_classes, size)
     with torch.random.fork_rng(devices=[]):

@@ -75,14 +75,16 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; valid names: "
-                             f"{', '.join(MODEL_NAMES)}")
+            raise ValueError(f"unknown model {self.model!r}; valid names: {', '.join(MODEL_NAMES)}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid names: "
-                             f"{', '.join(SCHEDULES)}")
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; valid names: {', '.join(SCHEDULES)}"
+            )
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= momentum < 1; got "
-                             f"{self.lr}, {self.weight_decay}, {self.momentum}")
+            raise ValueError(
+                f"need lr > 0, weight_decay >= 0, 0 <= momentum < 1; got "
+                f"{self.lr}, {self.weight_decay}, {self.momentum}"
+            )
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
         if not all(0 < m < 1 for m in self.milestones):
@@ -159,13 +161,23 @@ class Trainer:
         seed: weight-initialization seed, or a generator to draw it from.
     """
 
-    def __init__(self, config: TrainerConfig, *, in_channels: int, num_classes: int,
-                 image_size: int | tuple[int, int], mean: Sequence[float],
-                 std: Sequence[float], epochs: int, steps_per_epoch: int,
-                 seed: int | torch.Generator = 0) -> None:
+    def __init__(
+        self,
+        config: TrainerConfig,
+        *,
+        in_channels: int,
+        num_classes: int,
+        image_size: int | tuple[int, int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        epochs: int,
+        steps_per_epoch: int,
+        seed: int | torch.Generator = 0,
+    ) -> None:
         if epochs < 1 or steps_per_epoch < 1:
-            raise ValueError(f"epochs and steps_per_epoch must be positive, got {epochs} and "
-                             f"{steps_per_epoch}")
+            raise ValueError(
+                f"epochs and steps_per_epoch must be positive, got {epochs} and {steps_per_epoch}"
+            )
         if isinstance(seed, torch.Generator):
             seed = int(torch.randint(0, 2**62, (), generator=seed))
         self.config = config
@@ -174,24 +186,42 @@ class Trainer:
         self.amp = config.amp and self.device.type == "cuda"
         net = build_model(config.model, in_channels, num_classes, image_size, seed=seed)
         self.model = nn.Sequential(Normalize(mean, std), net).to(
-            self.device, memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
-                                         momentum=config.momentum, nesterov=config.nesterov,
-                                         weight_decay=config.weight_decay)
+            self.device, memory_format=torch.channels_last
+        )
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
         self.total_steps = epochs * steps_per_epoch
         self.scheduler = _make_scheduler(self.optimizer, config, self.total_steps)
         self.step = 0
         self._pending: _Pending | None = None
 
     @classmethod
-    def from_bundle(cls, bundle: DatasetBundle, config: TrainerConfig | None = None, *,
-                    epochs: int, steps_per_epoch: int,
-                    seed: int | torch.Generator = 0) -> Trainer:
+    def from_bundle(
+        cls,
+        bundle: DatasetBundle,
+        config: TrainerConfig | None = None,
+        *,
+        epochs: int,
+        steps_per_epoch: int,
+        seed: int | torch.Generator = 0,
+    ) -> Trainer:
         """A trainer for the shapes and normalization statistics of ``bundle``."""
-        return cls(config or TrainerConfig(), in_channels=bundle.in_channels,
-                   num_classes=bundle.num_classes, image_size=bundle.image_size,
-                   mean=bundle.mean, std=bundle.std, epochs=epochs,
-                   steps_per_epoch=steps_per_epoch, seed=seed)
+        return cls(
+            config or TrainerConfig(),
+            in_channels=bundle.in_channels,
+            num_classes=bundle.num_classes,
+            image_size=bundle.image_size,
+            mean=bundle.mean,
+            std=bundle.std,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            seed=seed,
+        )
 
     @property
     def lr(self) -> float:
@@ -236,8 +266,12 @@ class Trainer:
         else:
             (grad,) = torch.autograd.grad(loss, x)
         self._pending = _Pending(buffers, loss_value)
-        return CleanPass(saliency=input_saliency(grad), probs=logits.detach().softmax(dim=-1),
-                         loss=loss_value, accuracy=_accuracy(logits, target))
+        return CleanPass(
+            saliency=input_saliency(grad),
+            probs=logits.detach().softmax(dim=-1),
+            loss=loss_value,
+            accuracy=_accuracy(logits, target),
+        )
 
     def mixed_step(self, x_mixed: Tensor, y_mixed: Tensor) -> StepResult:
         """Forward and backward on the mixed batch, then the optimizer and schedule step.
@@ -277,9 +311,14 @@ class Trainer:
             self.scheduler.step()  # the last planned step's lr is kept from then on
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return StepResult(loss=loss_value, clean_loss=pending.loss if pending else None,
-                          accuracy=_accuracy(logits, target), lr=lr, grad_norm=grad_norm,
-                          mixed_saliency=input_saliency(x.grad))
+        return StepResult(
+            loss=loss_value,
+            clean_loss=pending.loss if pending else None,
+            accuracy=_accuracy(logits, target),
+            lr=lr,
+            grad_norm=grad_norm,
+            mixed_saliency=input_saliency(x.grad),
+        )
 
     def train_step(self, x: Tensor, y: Tensor, mix: MixFn | None = None) -> StepResult:
         """Clean pass (when mixing or the clean term needs it), ``mix``, mixed step.
@@ -305,15 +344,24 @@ class Trainer:
             return self.mixed_step(x, y_onehot)
         return self.mixed_step(*mix(x, y_onehot, clean.saliency))
 
-    def evaluate(self, images: Tensor, labels: Tensor, batch_size: int = 500,
-                 fgsm_eps: float | None = 8 / 255) -> EvalResult:
+    def evaluate(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int = 500,
+        fgsm_eps: float | None = 8 / 255,
+    ) -> EvalResult:
         """`classifier.metrics.evaluate` of this trainer's model on its device."""
         return evaluate(self.model, images, labels, batch_size, self.device, fgsm_eps)
 
     def state_dict(self) -> dict[str, Any]:
         """Model, optimizer, scheduler and step counter (loadable with ``weights_only=True``)."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (a pending clean pass is dropped)."""
@@ -347,9 +395,11 @@ class Trainer:
         with torch.no_grad():
             for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
                 buffer.copy_(saved)
-        raise NonFiniteLossError(f"{what} is {value} at step {self.step}; the step was not "
-                                 f"taken and the weights and BatchNorm statistics are as "
-                                 f"before it")
+        raise NonFiniteLossError(
+            f"{what} is {value} at step {self.step}; the step was not "
+            f"taken and the weights and BatchNorm statistics are as "
+            f"before it"
+        )
 
 
 def _accuracy(logits: Tensor, target: Tensor) -> float:
@@ -363,8 +413,9 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainerConfig,
-                    total_steps: int) -> LRScheduler:
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainerConfig, total_steps: int
+) -> LRScheduler:
     if config.schedule == "onecycle":
         return OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps)
     if config.schedule == "multistep":

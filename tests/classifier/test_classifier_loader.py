@@ -79,7 +79,7 @@ def test_random_crop_flip_matches_per_image_reference():
     padded = torch.nn.functional.pad(x, (padding,) * 4)
     for i in range(6):
         top, left = offsets[:, i].tolist()
-        crop = padded[i, :, top:top + 5, left:left + 7]
+        crop = padded[i, :, top : top + 5, left : left + 7]
         assert torch.equal(out[i], crop.flip(-1) if flips[i] else crop)
 
 

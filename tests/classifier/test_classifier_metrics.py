@@ -43,8 +43,10 @@ def _model(seed=0):
 
 def _data(n=40):
     g = torch.Generator().manual_seed(1)
-    return (torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=g),
-            torch.randint(0, 4, (n,), generator=g))
+    return (
+        torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=g),
+        torch.randint(0, 4, (n,), generator=g),
+    )
 
 
 def test_evaluate_matches_direct_computation():

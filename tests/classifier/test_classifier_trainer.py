@@ -21,8 +21,13 @@ def digits():
 
 
 def _trainer(digits, seed=0, epochs=2, steps=10, **config):
-    return Trainer.from_bundle(digits, TrainerConfig(device="cpu", **config), epochs=epochs,
-                               steps_per_epoch=steps, seed=seed)
+    return Trainer.from_bundle(
+        digits,
+        TrainerConfig(device="cpu", **config),
+        epochs=epochs,
+        steps_per_epoch=steps,
+        seed=seed,
+    )
 
 
 def _batches(digits, count=3, size=32, seed=0):
@@ -56,7 +61,7 @@ def test_short_training_on_digits_beats_chance_by_far(digits):
 @pytest.mark.parametrize("weight", [1.0, 0.5, 0.0])
 def test_clean_saliency_equals_separate_input_gradient(digits, weight):
     trainer = _trainer(digits, clean_loss_weight=weight)
-    (x, y), = _batches(digits, 1)
+    ((x, y),) = _batches(digits, 1)
     x_leaf = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(F.cross_entropy(trainer.model(x_leaf), y), x_leaf)
     clean = trainer.clean_pass(x, y)
@@ -68,7 +73,7 @@ def test_clean_saliency_equals_separate_input_gradient(digits, weight):
 
 def test_clean_pass_without_clean_term_forms_no_weight_gradients(digits):
     trainer = _trainer(digits, clean_loss_weight=0.0)
-    (x, y), = _batches(digits, 1)
+    ((x, y),) = _batches(digits, 1)
     trainer.clean_pass(x, y)
     assert all(p.grad is None for p in trainer.model.parameters())
 
@@ -108,7 +113,7 @@ def _recording_mix(seen):
 
 
 def test_train_step_runs_one_forward_without_mixing_and_two_with(digits):
-    (x, y), = _batches(digits, 1)
+    ((x, y),) = _batches(digits, 1)
     x_before = x.clone()
     for weight, mix, forwards in ((0.0, None, 1), (1.0, None, 2), (0.0, "mix", 2)):
         trainer = _trainer(digits, clean_loss_weight=weight)
@@ -161,14 +166,14 @@ def test_nan_batch_leaves_weights_and_batchnorm_statistics_untouched(digits, wei
 
 
 def test_multistep_schedule_and_stepping_past_the_horizon(digits):
-    (x, y), = _batches(digits, 1)
+    ((x, y),) = _batches(digits, 1)
     trainer = _trainer(digits, epochs=4, steps=2, clean_loss_weight=0.0)
     lrs = [trainer.train_step(x, y).lr for _ in range(10)]
     assert lrs == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 4)
 
 
 def test_onecycle_schedule_keeps_its_final_lr_past_the_horizon(digits):
-    (x, y), = _batches(digits, 1)
+    ((x, y),) = _batches(digits, 1)
     trainer = _trainer(digits, epochs=2, steps=3, schedule="onecycle", clean_loss_weight=0.0)
     lrs = [trainer.train_step(x, y).lr for _ in range(9)]
     assert 0.09 < max(lrs) <= 0.1 and lrs[0] < 0.1 / 10
@@ -200,7 +205,11 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError) as info:
         TrainerConfig(schedule="cosine")
     assert all(name in str(info.value) for name in SCHEDULES)
-    for bad in ({"lr": 0.0}, {"milestones": (0.5, 1.5)}, {"clean_loss_weight": -1.0},
-                {"nesterov": True, "momentum": 0.0}):
+    for bad in (
+        {"lr": 0.0},
+        {"milestones": (0.5, 1.5)},
+        {"clean_loss_weight": -1.0},
+        {"nesterov": True, "momentum": 0.0},
+    ):
         with pytest.raises(ValueError):
             TrainerConfig(**bad)
