@@ -47,13 +47,23 @@ class EnvSettings:
     """Classifier device: auto (CUDA when available), cpu, cuda, cuda:1, ..."""
 
 
-def make_env(settings: EnvSettings, methods: Sequence[str], planned_steps: int) -> MixupTrainingEnv:
+def make_env(
+    settings: EnvSettings,
+    methods: Sequence[str],
+    *,
+    steps: int | None = None,
+    episodes: int | None = None,
+) -> MixupTrainingEnv:
     """The environment of ``settings`` offering ``methods``.
 
-    Without ``settings.epochs`` the classifier's schedule spans ``planned_steps`` steps.
+    Without ``settings.epochs`` the classifier's schedule spans the planned run: ``steps``
+    environment steps, or ``episodes`` episodes (exactly one of the two).
     """
+    if (steps is None) == (episodes is None):
+        raise ValueError("plan the run with exactly one of steps or episodes")
     kwargs = asdict(settings)
     epochs = kwargs.pop("epochs")
     env = gym.make(ENV_ID, methods=tuple(methods), disable_env_checker=True, **kwargs).unwrapped
-    env.epochs = epochs or max(1, math.ceil(planned_steps / env.steps_per_epoch))
+    planned = steps if steps is not None else episodes * env.episode_length
+    env.epochs = epochs or max(1, math.ceil(planned / env.steps_per_epoch))
     return env

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import tyro
 from PIL import Image
 
-from classifier.data import build_dataset
+from classifier import build_dataset, to_float_images
 from mixenv import msda
 from mixenv.render import mix_picture
 
@@ -49,8 +49,7 @@ def main(config: DemoConfig) -> None:
     data = build_dataset(config.dataset, config.data_dir)
     generator = torch.Generator().manual_seed(config.seed)
     index = torch.randperm(len(data.train_images), generator=generator)[: config.images]
-    images = data.train_images[index]
-    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    x = to_float_images(data.train_images[index])
     y = F.one_hot(data.train_labels[index], data.num_classes).float()
     batch, _, height, width = x.shape
     saliency = contrast_saliency(x)

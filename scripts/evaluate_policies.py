@@ -13,7 +13,6 @@ median seconds per step) and writes ``results.csv``, ``results.json`` and
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -77,13 +76,10 @@ def agent_methods(path: Path) -> list[str]:
 
 def main(config: EvaluateConfig) -> None:
     methods = env_methods(config)
-    planned = config.episodes * (config.env.steps_per_episode or 0)
     records: list[RunRecord] = []
     runs = [(policy, seed) for policy in config.policies for seed in config.seeds]
     for policy_name, seed in tqdm(runs, desc="policy x seed", unit="run"):
-        env = make_env(config.env, methods, planned_steps=planned or 1)
-        if not planned:
-            env.epochs = config.episodes * math.ceil(env.episode_length / env.steps_per_epoch)
+        env = make_env(config.env, methods, episodes=config.episodes)
         if policy_name in HEURISTICS:
             policy = make_policy(policy_name, env, seed=seed)
         else:

@@ -94,7 +94,7 @@ def main(config: TrainConfig) -> None:
     config, checkpoint = resolve(config)
     run_dir = config.run_dir
     done = checkpoint.agent["num_timesteps"] if checkpoint else 0
-    env = make_env(config.env, config.methods, planned_steps=config.total_timesteps)
+    env = make_env(config.env, config.methods, steps=config.total_timesteps)
     if checkpoint:
         env.load_state_dict(checkpoint.env)
     logger = TensorBoardLogger(
