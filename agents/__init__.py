@@ -8,12 +8,19 @@ from agents.checkpoints import (
     save_checkpoint,
 )
 from agents.evaluation import EPISODE_METRICS, RunRecord, run_policy
-from agents.policies import HEURISTICS, HeuristicPolicy, make_policy, required_methods
+from agents.policies import (
+    RANDOM,
+    HeuristicPolicy,
+    heuristic_names,
+    is_heuristic,
+    make_policy,
+    required_methods,
+)
 from agents.ppo import AgentPolicy, PerSampleExtractor, PPOConfig, agent_state, build_ppo
 
 __all__ = [
     "EPISODE_METRICS",
-    "HEURISTICS",
+    "RANDOM",
     "AgentPolicy",
     "Checkpoint",
     "CheckpointError",
@@ -23,6 +30,8 @@ __all__ = [
     "RunRecord",
     "agent_state",
     "build_ppo",
+    "heuristic_names",
+    "is_heuristic",
     "load_agent",
     "load_checkpoint",
     "make_policy",

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from agents.ppo import AgentPolicy, policy_from_state
+from agents.ppo import AgentPolicy, rebuild_policy
 
 AGENT_FILE, ENV_FILE, CONFIG_FILE = "agent.pt", "env.pt", "config.json"
 
@@ -71,9 +71,10 @@ def load_agent(path: str | Path, env: gym.Env, name: str | None = None) -> Agent
     file = path / AGENT_FILE if path.is_dir() else path
     state = _load_tensors(file)
     try:
-        return policy_from_state(state, env, name or str(path))
-    except (KeyError, TypeError, RuntimeError) as error:
+        policy, codec, layout = rebuild_policy(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{file} is not a mixenv agent checkpoint: {error}") from error
+    return AgentPolicy(policy, codec, layout, env, name or str(path))
 
 
 def _load_tensors(file: Path) -> dict[str, Any]:

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 from stable_baselines3.common.type_aliases import PolicyPredictor
 
-from classifier import NonFiniteLossError
-
 EPISODE_METRICS = ("test_accuracy", "test_top5", "test_loss", "test_ece", "test_fgsm_accuracy")
 
 
@@ -62,11 +60,7 @@ def run_policy(
     observation, _ = env.reset(seed=seed)
     for episode in range(episodes):
         if episode:
-            try:
-                observation, _ = env.reset()
-            except NonFiniteLossError:
-                record.diverged = True
-                break
+            observation, _ = env.reset()
         done = False
         while not done:
             started = time.perf_counter()

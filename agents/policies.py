@@ -1,9 +1,10 @@
 """Fixed mixing heuristics as policies with Stable-Baselines3's ``predict`` signature.
 
-Each policy picks a :class:`~mixenv.actions.MixAction` and encodes it with the environment's
+Each policy picks a :class:`~mixenv.msda.MixAction` and encodes it with the environment's
 action codec, so a heuristic and a trained agent run through the same evaluation loop
-(SB3's ``PolicyPredictor`` protocol). Parameters follow the papers' CIFAR settings; fields a
-method ignores are set to the codec's first option.
+(SB3's ``PolicyPredictor`` protocol). Parameters follow the papers' settings as the method
+registry declares them (:func:`mixenv.msda.paper_action`); fields a method ignores are set
+to the codec's first option.
 """
 
 from __future__ import annotations
@@ -12,32 +13,33 @@ from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
+import torch
 
-from mixenv.actions import METHODS, ActionCodec, MixAction
+from mixenv import msda
+from mixenv.actions import ActionCodec
 from mixenv.env import MixupTrainingEnv
+from mixenv.msda import MixAction
 
-HEURISTICS: dict[str, str | None] = {
-    "vanilla": "none",
-    "mixup": "mixup",
-    "cutmix": "cutmix",
-    "region-mixup": "region",
-    "rmix": "rmix",
-    "hmix": "hmix",
-    "gmix": "gmix",
-    "random": None,
-}
-"""Heuristic policy names and the env method each needs (``random`` takes what the env has)."""
+RANDOM = "random"
+"""The policy that picks uniformly over the whole action space."""
 
-PAPER_ALPHA = 1.0
-"""Beta(1, 1) mixing weights: the CIFAR setting of Mixup, CutMix, Region Mixup, R-Mix, HMix."""
+Chooser = Callable[[torch.Generator], MixAction]
 
-RMIX_GRIDS = (2, 4)
-"""R-Mix draws its grid per batch from these sizes."""
 
-REGION_MIXUP_GRID = 2
-"""Region Mixup's k: 2 x 2 tiles, the paper's setting."""
+def heuristic_names() -> tuple[str, ...]:
+    """Every heuristic policy: one per registered method (its paper's rule) and ``random``."""
+    return (*msda.METHODS, RANDOM)
 
-Chooser = Callable[[np.random.Generator], MixAction]
+
+def is_heuristic(name: str) -> bool:
+    """Whether ``name`` is a heuristic policy (a registered method, an alias, or random)."""
+    if name == RANDOM:
+        return True
+    try:
+        msda.canonical_method(name)
+    except ValueError:
+        return False
+    return True
 
 
 class HeuristicPolicy:
@@ -46,8 +48,8 @@ class HeuristicPolicy:
     Args:
         name: the policy's name.
         codec: the environment's action codec.
-        choose: ``rng -> MixAction``, the rule.
-        seed: seed of the policy's own generator (R-Mix and random draw from it).
+        choose: ``generator -> MixAction``, the rule.
+        seed: seed of the policy's own generator (the rules that draw use it).
     """
 
     def __init__(
@@ -56,7 +58,11 @@ class HeuristicPolicy:
         self.name = name
         self.codec = codec
         self._choose = choose
-        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
 
     def predict(
         self,
@@ -68,8 +74,8 @@ class HeuristicPolicy:
         """The next action, or one per environment for a vectorized observation."""
         phase = np.asarray(observation["phase"])
         if phase.ndim == 1:
-            return self.codec.encode(self._choose(self.rng)), state
-        actions = [self.codec.encode(self._choose(self.rng)) for _ in range(phase.shape[0])]
+            return self.codec.encode(self._choose(self.generator)), state
+        actions = [self.codec.encode(self._choose(self.generator)) for _ in range(phase.shape[0])]
         return np.stack(actions), state
 
     def __repr__(self) -> str:
@@ -79,53 +85,50 @@ class HeuristicPolicy:
 def make_policy(name: str, env: gym.Env, seed: int | None = None) -> HeuristicPolicy:
     """The heuristic ``name`` for ``env`` (any wrapper of a ``MixupTrainingEnv``).
 
-    - ``vanilla``: no mixing.
-    - ``mixup``, ``cutmix``, ``gmix``: alpha 1.0.
-    - ``hmix``: alpha 1.0; the box ratio r = 0.5 is the env's.
-    - ``region-mixup``: k = 2 tiles per side, alpha 1.0.
-    - ``rmix``: alpha 1.0, the grid drawn per batch from {2, 4}, each image's top-k percentile
-      drawn uniformly from the env's levels (as the R-Mix paper).
-    - ``random``: uniform over the whole action space.
+    A method's name (or alias) gives its paper's rule, as declared in the method registry
+    (``mixenv.msda.paper_action``): the paper's alpha, a grid drawn per batch from the paper's
+    grids, top-k percentiles drawn uniformly per image. ``random`` is uniform over the whole
+    action space.
 
     Raises:
         ValueError: unknown name, or the env's action space lacks what the policy needs.
     """
     codec = env_codec(env)
-    if name not in HEURISTICS:
-        raise ValueError(f"unknown policy {name!r}; valid names: {', '.join(HEURISTICS)}")
-    method = HEURISTICS[name]
-    if method is not None and method not in codec.methods:
+    if name == RANDOM:
+        nvec = torch.as_tensor(codec.nvec)
+
+        def uniform(generator: torch.Generator) -> MixAction:
+            indices = (torch.rand(len(nvec), generator=generator) * nvec).long()
+            return codec.decode(indices.numpy())
+
+        return HeuristicPolicy(name, codec, uniform, seed)
+    if not is_heuristic(name):
+        raise ValueError(f"unknown policy {name!r}; valid names: {', '.join(heuristic_names())}")
+    method = msda.canonical_method(name)
+    if method not in codec.methods:
         raise ValueError(
             f"policy {name!r} needs method {method!r} but the environment offers only "
             f"{codec.methods}; build it with methods including {method!r}"
         )
-    if name == "random":
-        return HeuristicPolicy(
-            name, codec, lambda rng: codec.decode(rng.integers(codec.nvec)), seed
+
+    def paper(generator: torch.Generator) -> MixAction:
+        return msda.paper_action(
+            method,
+            generator,
+            grids=codec.grids,
+            alphas=codec.alphas,
+            topk_levels=codec.topk_levels,
+            topk_slots=codec.topk_slots,
         )
-    if name == "rmix":
-        grids = [g for g in RMIX_GRIDS if g in codec.grids]
-        if not grids:
-            raise ValueError(
-                f"policy 'rmix' needs a grid in {RMIX_GRIDS}; the env has {codec.grids}"
-            )
 
-        def rmix(rng: np.random.Generator) -> MixAction:
-            topk = rng.choice(codec.topk_levels, size=codec.topk_slots)
-            return MixAction("rmix", int(rng.choice(grids)), PAPER_ALPHA, tuple(topk.tolist()))
-
-        return HeuristicPolicy(name, codec, rmix, seed)
-    grid = REGION_MIXUP_GRID if method == "region" else codec.grids[0]
-    alpha = codec.alphas[0] if method == "none" else PAPER_ALPHA
-    action = MixAction(method, grid, alpha, (codec.topk_levels[0],) * codec.topk_slots)
-    codec.encode(action)  # a ValueError now if the env lacks the grid or alpha
-    return HeuristicPolicy(name, codec, lambda rng: action, seed)
+    paper(torch.Generator())  # a ValueError now if the env lacks the paper's grid or alpha
+    return HeuristicPolicy(name, codec, paper, seed)
 
 
 def required_methods(names: Sequence[str]) -> tuple[str, ...]:
-    """The env methods that the heuristics ``names`` need, in the env's order."""
-    needed = {HEURISTICS.get(name) for name in names}
-    return tuple(method for method in METHODS if method in needed)
+    """The env methods that the heuristics ``names`` need, in registry order."""
+    needed = {msda.canonical_method(n) for n in names if n != RANDOM and is_heuristic(n)}
+    return tuple(method for method in msda.METHODS if method in needed)
 
 
 def env_codec(env: gym.Env) -> ActionCodec:

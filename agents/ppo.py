@@ -17,42 +17,49 @@ from torch import nn
 from agents.distributions import GroupedMultiInputPolicy
 from agents.policies import env_codec
 from mixenv.actions import ActionCodec
+from mixenv.observation import ObservationLayout
+
+AGENT_FORMAT = 2
+"""Version of the saved agent state; an agent of another version is refused with a message."""
 
 
 class PerSampleExtractor(BaseFeaturesExtractor):
-    """Features of the ``saliency`` / ``probs`` / ``phase`` observation of ``MixupTrainingEnv``.
+    """Features of a ``MixupTrainingEnv`` observation, split by its observation layout.
 
-    A small MLP shared by all samples embeds each image's pooled saliency (scaled so a uniform
-    map is all ones) together with its class probabilities. The features are every sample's
-    embedding in batch order, so the per-sample top-k logits can follow their own image, plus
-    the batch mean and max of the embeddings and the training phase.
+    A small MLP shared by all images embeds each image's per-image fields (saliency and class
+    probabilities, each scaled as the layout says). The features are every image's embedding
+    in batch order, so the per-sample top-k logits can follow their own image, plus the batch
+    mean and max of the embeddings and the batch-level fields (the training phase).
 
     Args:
-        observation_space: the env's ``Dict`` observation space.
-        batch_size: the env's batch size (the observation holds that many samples).
-        sample_dim: size of each sample's embedding.
+        observation_space: the env's ``Dict`` observation space; it must be the layout's.
+        layout: ``ObservationLayout.to_state()`` of the env.
+        sample_dim: size of each image's embedding.
     """
 
-    def __init__(self, observation_space: spaces.Dict, batch_size: int, sample_dim: int = 16):
-        self.batch_size = batch_size
-        self.cells = observation_space["saliency"].shape[0] // batch_size
-        self.classes = observation_space["probs"].shape[0] // batch_size
-        phase_dim = observation_space["phase"].shape[0]
-        super().__init__(observation_space, batch_size * sample_dim + 2 * sample_dim + phase_dim)
+    def __init__(
+        self, observation_space: spaces.Dict, layout: dict[str, Any], sample_dim: int = 16
+    ) -> None:
+        self.layout = ObservationLayout.from_state(layout)
+        if self.layout.space() != observation_space:
+            raise ValueError(
+                f"the observation space {observation_space} is not that of the layout {self.layout}"
+            )
+        batch = self.layout.batch_size
+        features = batch * sample_dim + 2 * sample_dim + self.layout.batch_level_size
+        super().__init__(observation_space, features)
         self.encoder = nn.Sequential(
-            nn.Linear(self.cells + self.classes, 64),
+            nn.Linear(self.layout.per_image_size, 64),
             nn.ReLU(),
             nn.Linear(64, sample_dim),
             nn.ReLU(),
         )
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        count = observations["phase"].shape[0]
-        saliency = observations["saliency"].reshape(count, self.batch_size, self.cells)
-        probs = observations["probs"].reshape(count, self.batch_size, self.classes)
-        per_sample = self.encoder(torch.cat([saliency * self.cells, probs], dim=-1))
-        pooled = [per_sample.mean(dim=1), per_sample.amax(dim=1)]
-        return torch.cat([per_sample.flatten(1), *pooled, observations["phase"]], dim=1)
+        per_image, batch_level = self.layout.split(observations)
+        embedded = self.encoder(per_image)
+        pooled = [embedded.mean(dim=1), embedded.amax(dim=1)]
+        return torch.cat([embedded.flatten(1), *pooled, batch_level], dim=1)
 
 
 @dataclass(frozen=True)
@@ -81,11 +88,11 @@ class PPOConfig:
     """Hidden units of the value head (the policy head is linear on the features)."""
 
 
-def policy_kwargs(config: PPOConfig, batch_size: int) -> dict[str, Any]:
+def policy_kwargs(config: PPOConfig, layout: ObservationLayout) -> dict[str, Any]:
     """``policy_kwargs`` for SB3's ``MultiInputPolicy`` with :class:`PerSampleExtractor`."""
     return {
         "features_extractor_class": PerSampleExtractor,
-        "features_extractor_kwargs": {"batch_size": batch_size, "sample_dim": config.sample_dim},
+        "features_extractor_kwargs": {"layout": layout.to_state(), "sample_dim": config.sample_dim},
         "net_arch": {"pi": [], "vf": [config.value_hidden]},
     }
 
@@ -93,7 +100,7 @@ def policy_kwargs(config: PPOConfig, batch_size: int) -> dict[str, Any]:
 def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = None) -> PPO:
     """A PPO agent for a ``MixupTrainingEnv`` (possibly wrapped): SB3's ``MultiInputPolicy``
     with :class:`PerSampleExtractor` and a grouped multi-categorical action distribution."""
-    batch_size = env.unwrapped.batch_size
+    layout = env.unwrapped.layout
     return PPO(
         GroupedMultiInputPolicy,
         env,
@@ -105,7 +112,7 @@ def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = 
         gae_lambda=config.gae_lambda,
         clip_range=config.clip_range,
         ent_coef=config.ent_coef,
-        policy_kwargs=policy_kwargs(config, batch_size),
+        policy_kwargs=policy_kwargs(config, layout),
         seed=seed,
         device="cpu",
         verbose=0,
@@ -114,16 +121,14 @@ def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = 
 
 def agent_state(model: PPO, config: PPOConfig, env: gym.Env) -> dict[str, Any]:
     """Everything to rebuild ``model`` as a policy, as tensors, numbers and strings only."""
-    codec = env_codec(env)
-    spaces_ = model.observation_space.spaces
     return {
+        "format": AGENT_FORMAT,
         "policy": model.policy.state_dict(),
         "optimizer": model.policy.optimizer.state_dict(),
         "num_timesteps": int(model.num_timesteps),
         "ppo_config": asdict(config),
-        "batch_size": int(env.unwrapped.batch_size),
-        "observation_shapes": {key: list(space.shape) for key, space in spaces_.items()},
-        "codec": codec_fields(codec),
+        "observation_layout": env.unwrapped.layout.to_state(),
+        "codec": codec_fields(env_codec(env)),
     }
 
 
@@ -150,6 +155,7 @@ class AgentPolicy:
         self,
         policy: MultiInputActorCriticPolicy,
         codec: ActionCodec,
+        layout: ObservationLayout,
         env: gym.Env,
         name: str = "ppo",
     ) -> None:
@@ -157,12 +163,12 @@ class AgentPolicy:
         self.train_codec = codec
         self.codec = env_codec(env)
         self.name = name
-        expected = {k: s.shape for k, s in env.observation_space.spaces.items()}
-        trained = {k: s.shape for k, s in policy.observation_space.spaces.items()}
-        if expected != trained:
+        trained, expected = layout, env.unwrapped.layout
+        if trained != expected:
             raise ValueError(
                 f"the agent was trained on observations {trained} but the environment gives "
-                f"{expected}; evaluate it with the dataset and batch size it was trained with"
+                f"{expected}; evaluate it with the dataset, batch size and observation grid it "
+                "was trained with"
             )
 
     def predict(
@@ -185,22 +191,28 @@ class AgentPolicy:
         return f"AgentPolicy({self.name!r})"
 
 
-def policy_from_state(state: dict[str, Any], env: gym.Env, name: str = "ppo") -> AgentPolicy:
-    """Rebuild the policy saved by :func:`agent_state` for evaluation in ``env``."""
+def rebuild_policy(
+    state: dict[str, Any],
+) -> tuple[MultiInputActorCriticPolicy, ActionCodec, ObservationLayout]:
+    """The policy network, action codec and observation layout saved by :func:`agent_state`.
+
+    Raises:
+        ValueError: the state was written by another version of the agent.
+    """
+    if state.get("format") != AGENT_FORMAT:
+        raise ValueError(
+            f"agent format {state.get('format', 'unversioned')!r}, but this version of mixenv "
+            f"reads format {AGENT_FORMAT}: the agent was saved by another version; retrain it"
+        )
     codec = ActionCodec(**state["codec"])
-    observation_space = spaces.Dict(
-        {
-            key: spaces.Box(0.0, 1.0, tuple(shape), np.float32)
-            for key, shape in state["observation_shapes"].items()
-        }
-    )
+    layout = ObservationLayout.from_state(state["observation_layout"])
     config = PPOConfig(**state["ppo_config"])
     policy = GroupedMultiInputPolicy(
-        observation_space,
+        layout.space(),
         codec.space(),
         lambda _: config.learning_rate,
-        **policy_kwargs(config, state["batch_size"]),
+        **policy_kwargs(config, layout),
     )
     policy.load_state_dict(state["policy"])
     policy.set_training_mode(False)
-    return AgentPolicy(policy, codec, env, name)
+    return policy, codec, layout

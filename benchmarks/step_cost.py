@@ -47,11 +47,11 @@ from classifier import (
     TrainerConfig,
     build_dataset,
 )
-from mixenv.actions import MixAction
 from mixenv.env import MixupTrainingEnv
+from mixenv.msda import MixAction
 
 CIFAR_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
-HEURISTICS = ("vanilla", "mixup", "cutmix", "region-mixup", "rmix")
+HEURISTICS = ("none", "mixup", "cutmix", "region_mixup", "rmix")
 Step = Callable[[], object]
 
 
@@ -64,10 +64,13 @@ class Setup:
     device: str
     model: str
 
-    def trainer(self, clean: float) -> Trainer:
-        config = TrainerConfig(
+    def trainer_config(self, clean: float) -> TrainerConfig:
+        return TrainerConfig(
             model=self.model, clean_loss_weight=clean, schedule="constant", device=self.device
         )
+
+    def trainer(self, clean: float) -> Trainer:
+        config = self.trainer_config(clean)
         return Trainer.from_bundle(self.data, config, epochs=1, steps_per_epoch=10**9, seed=0)
 
     def batches(self, device: torch.device) -> BatchStream:
@@ -83,14 +86,11 @@ class Setup:
 
     def env(self, clean: float, **kwargs) -> MixupTrainingEnv:
         return MixupTrainingEnv(
-            dataset=self.data,
+            data=self.data,
             batch_size=self.batch,
-            model=self.model,
             steps_per_episode=10**9,
             eval_fgsm=False,
-            clean_loss_weight=clean,
-            schedule="constant",
-            device=self.device,
+            trainer=self.trainer_config(clean),
             **kwargs,
         )
 
@@ -263,10 +263,10 @@ def sweeps(setup: Setup, rounds: int) -> None:
         cases = {
             "plain": plain_case(setup),
             "rmix": fixed_grid_case(setup, "rmix", grid),
-            "region": fixed_grid_case(setup, "region", grid),
+            "region_mixup": fixed_grid_case(setup, "region_mixup", grid),
         }
         ratio = ratios(measure(cases, rounds, 3), "plain")
-        print(f"| {grid} | {ratio['rmix']:.2f} | {ratio['region']:.2f} |")
+        print(f"| {grid} | {ratio['rmix']:.2f} | {ratio['region_mixup']:.2f} |")
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
-"""One training step split in two: a clean pass (saliency) and a mixed pass (the update).
+"""One training step split in two: a clean pass (input gradient) and a mixed pass (the update).
 
-Between the two an environment (or any caller) mixes the batch using the clean saliency::
+Between the two an environment (or any caller) mixes the batch using the clean pass's input
+gradient (R-Mix's saliency is computed from it)::
 
     clean = trainer.clean_pass(x, y)                     # forward + backward on the clean batch
-    x_mixed, y_mixed = mix(x, one_hot(y), clean.saliency)
+    x_mixed, y_mixed = mix(x, one_hot(y), clean.input_grad)
     result = trainer.mixed_step(x_mixed, y_mixed)        # forward + backward + SGD step
 
 `Trainer.train_step` does the three in one call.
@@ -24,7 +25,6 @@ from torch.optim.lr_scheduler import ConstantLR, LRScheduler, MultiStepLR, OneCy
 from classifier.data import DatasetBundle
 from classifier.metrics import EvalResult, evaluate
 from classifier.models import MODEL_NAMES, Normalize, build_model
-from mixenv.msda.saliency import input_saliency
 
 SCHEDULES = ("multistep", "onecycle", "constant")
 MixFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -50,10 +50,14 @@ class TrainerConfig:
         nesterov: Nesterov momentum.
         weight_decay: L2 weight decay on all parameters (5e-4 as in the papers).
         schedule: ``"multistep"`` (lr x ``gamma`` at each of ``milestones``, as Region Mixup),
-            ``"onecycle"`` (torch's OneCycleLR with its defaults over the planned steps, as
-            R-Mix) or ``"constant"``.
+            ``"onecycle"`` (torch's OneCycleLR over the planned steps, as R-Mix) or
+            ``"constant"``.
         milestones: fractions of the planned steps where the multistep schedule decays.
         gamma: multistep decay factor.
+        onecycle_pct_start: onecycle: fraction of the planned steps spent rising to ``lr``.
+        onecycle_div_factor: onecycle: the first learning rate is ``lr / onecycle_div_factor``.
+        onecycle_final_div_factor: onecycle: the last learning rate is the first one divided
+            by this (torch's defaults: 25 and 1e4; R-Mix's 3e-3 -> 0.3 -> 3e-5: 100 and 100).
         clean_loss_weight: weight of the extra ``CE(f(x), y)`` term on the clean batch
             (Region Mixup's Algorithm 1); 0 turns it off and makes the clean pass compute
             input gradients only.
@@ -69,6 +73,9 @@ class TrainerConfig:
     schedule: str = "multistep"
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
+    onecycle_pct_start: float = 0.3
+    onecycle_div_factor: float = 25.0
+    onecycle_final_div_factor: float = 1e4
     clean_loss_weight: float = 1.0
     device: str = "auto"
     amp: bool = False
@@ -89,6 +96,17 @@ class TrainerConfig:
             raise ValueError("nesterov needs momentum > 0")
         if not all(0 < m < 1 for m in self.milestones):
             raise ValueError(f"milestones are fractions in (0, 1), got {self.milestones}")
+        if not 0 < self.onecycle_pct_start < 1:
+            raise ValueError(
+                f"onecycle_pct_start must lie in (0, 1), got {self.onecycle_pct_start}"
+            )
+        if not (self.onecycle_div_factor > 0 and self.onecycle_final_div_factor > 0):
+            raise ValueError(
+                "onecycle_div_factor and onecycle_final_div_factor must be positive, got "
+                f"{self.onecycle_div_factor} and {self.onecycle_final_div_factor}"
+            )
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be positive, got {self.gamma}")
         if not self.clean_loss_weight >= 0:
             raise ValueError(f"clean_loss_weight must be >= 0, got {self.clean_loss_weight}")
 
@@ -98,14 +116,15 @@ class CleanPass:
     """What the clean pass tells the mixer.
 
     Attributes:
-        saliency: ``[B, H, W]`` RMS over channels of ``d CE / d x`` (R-Mix eq. 2) for the
-            batch-mean cross-entropy, detached, on the trainer's device.
+        input_grad: ``[B, C, H, W]`` gradient ``d CE / d x`` of the batch-mean cross-entropy
+            with respect to the input (R-Mix's saliency is its RMS over channels,
+            ``mixenv.msda.input_saliency``), detached, on the trainer's device.
         probs: ``[B, K]`` softmax probabilities, detached.
         loss: mean cross-entropy of the clean batch.
         accuracy: top-1 accuracy on the clean batch.
     """
 
-    saliency: Tensor
+    input_grad: Tensor
     probs: Tensor
     loss: float
     accuracy: float
@@ -121,7 +140,8 @@ class StepResult:
         accuracy: top-1 accuracy against the argmax of the (soft) labels of the mixed batch.
         lr: learning rate used for this step.
         grad_norm: total L2 norm of the parameter gradients (clean term + mixed) before the step.
-        mixed_saliency: ``[B, H, W]`` saliency of the mixed batch, from the same backward.
+        mixed_input_grad: ``[B, C, H, W]`` input gradient of the mixed batch's loss, from the
+            same backward.
     """
 
     loss: float
@@ -129,7 +149,7 @@ class StepResult:
     accuracy: float
     lr: float
     grad_norm: float
-    mixed_saliency: Tensor
+    mixed_input_grad: Tensor
 
 
 @dataclasses.dataclass
@@ -234,9 +254,8 @@ class Trainer:
         With ``clean_loss_weight > 0`` the backward of ``weight * CE(f(x), y)`` leaves the
         parameter gradients of the clean term in ``.grad`` (the next `mixed_step` adds to them
         and steps) and gives the input gradient. With weight 0 only the input gradient is
-        computed (``torch.autograd.grad``); no parameter gradient is formed. The saliency is
-        that of the unweighted loss (the input gradient divided by the weight), though it is
-        normalized downstream anyway.
+        computed (``torch.autograd.grad``); no parameter gradient is formed. The input gradient
+        is that of the unweighted loss (divided by the weight).
 
         Args:
             x: ``[B, C, H, W]`` pixel-space images; not modified.
@@ -267,7 +286,7 @@ class Trainer:
             (grad,) = torch.autograd.grad(loss, x)
         self._pending = _Pending(buffers, loss_value)
         return CleanPass(
-            saliency=input_saliency(grad),
+            input_grad=grad.detach(),
             probs=logits.detach().softmax(dim=-1),
             loss=loss_value,
             accuracy=_accuracy(logits, target),
@@ -277,7 +296,7 @@ class Trainer:
         """Forward and backward on the mixed batch, then the optimizer and schedule step.
 
         The gradients add to those of a preceding `clean_pass`. The mixed input keeps
-        ``requires_grad``, so the same backward also yields its saliency.
+        ``requires_grad``, so the same backward also yields its input gradient.
 
         Args:
             x_mixed: ``[B, C, H, W]`` pixel-space images; not modified.
@@ -317,7 +336,7 @@ class Trainer:
             accuracy=_accuracy(logits, target),
             lr=lr,
             grad_norm=grad_norm,
-            mixed_saliency=input_saliency(x.grad),
+            mixed_input_grad=x.grad.detach(),
         )
 
     def train_step(self, x: Tensor, y: Tensor, mix: MixFn | None = None) -> StepResult:
@@ -329,7 +348,7 @@ class Trainer:
         Args:
             x: ``[B, C, H, W]`` pixel-space images.
             y: ``[B]`` class indices.
-            mix: ``(x, y_onehot, saliency) -> (x_mixed, y_mixed)``, all on the trainer's
+            mix: ``(x, y_onehot, input_grad) -> (x_mixed, y_mixed)``, all on the trainer's
                 device; ``None`` trains on the batch as it is.
 
         Returns:
@@ -342,7 +361,7 @@ class Trainer:
         clean = self.clean_pass(x, y_onehot)
         if mix is None:
             return self.mixed_step(x, y_onehot)
-        return self.mixed_step(*mix(x, y_onehot, clean.saliency))
+        return self.mixed_step(*mix(x, y_onehot, clean.input_grad))
 
     def evaluate(
         self,
@@ -417,7 +436,14 @@ def _make_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainerConfig, total_steps: int
 ) -> LRScheduler:
     if config.schedule == "onecycle":
-        return OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps)
+        return OneCycleLR(
+            optimizer,
+            max_lr=config.lr,
+            total_steps=total_steps,
+            pct_start=config.onecycle_pct_start,
+            div_factor=config.onecycle_div_factor,
+            final_div_factor=config.onecycle_final_div_factor,
+        )
     if config.schedule == "multistep":
         milestones = sorted({max(1, int(m * total_steps)) for m in config.milestones})
         return MultiStepLR(optimizer, milestones, gamma=config.gamma)

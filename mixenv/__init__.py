@@ -1,12 +1,10 @@
 """mixenv: a Gymnasium environment for learning mixed-sample data augmentation policies.
 
-Importing the package registers ``"mixenv/MixupTraining-v0"`` with Gymnasium.
+``mixenv.msda`` is the mixing core and needs torch alone, so this package imports nothing
+else on its own. ``import mixenv.env`` registers ``"mixenv/MixupTraining-v0"`` with
+Gymnasium (``gym.make("mixenv.env:mixenv/MixupTraining-v0")`` imports it on the way).
 """
 
-from gymnasium.envs.registration import register
-
 ENV_ID = "mixenv/MixupTraining-v0"
-
-register(id=ENV_ID, entry_point="mixenv.env:MixupTrainingEnv")
 
 __all__ = ["ENV_ID"]

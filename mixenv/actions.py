@@ -14,44 +14,19 @@ Layout of an action array ``a``:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 from gymnasium import spaces
-from torch import Tensor
 
 from mixenv import msda
-
-METHODS = ("none", "mixup", "cutmix", "region", "rmix", "hmix", "gmix")
-"""Every method an environment can offer, in the default order."""
-
-HMIX_RATIO = 0.5
-"""The box ratio ``r`` of HMix, as in the HMix/GMix paper's CIFAR setting."""
-
-
-@dataclass(frozen=True)
-class MixAction:
-    """One decoded action in named parameters.
-
-    Attributes:
-        method: one of :data:`METHODS`.
-        grid: cells per side; used by ``region`` and ``rmix``, ignored by the others.
-        alpha: Beta(alpha, alpha) concentration of the mixing weights; ignored by ``none``.
-        topk: R-Mix top-k percentiles, one per sample or one for the batch; used by ``rmix``.
-    """
-
-    method: str
-    grid: int
-    alpha: float
-    topk: tuple[float, ...]
+from mixenv.msda import MixAction
 
 
 class ActionCodec:
     """Turns action arrays into :class:`MixAction` and back, checking every field.
 
     Args:
-        methods: method names the action can pick, a subset of :data:`METHODS`.
+        methods: registered method names (or aliases) the action can pick.
         grids: grid sizes the action can pick.
         alphas: Beta concentrations the action can pick.
         topk_count: number of top-k levels, ``linspace(0, 0.99, topk_count)``.
@@ -66,9 +41,9 @@ class ActionCodec:
         topk_count: int,
         topk_slots: int,
     ) -> None:
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
-            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
+        if not methods:
+            raise ValueError("methods must name at least one method")
+        methods = tuple(msda.canonical_method(m) for m in methods)
         if len(set(methods)) != len(methods):
             raise ValueError(f"methods must not repeat, got {methods}")
         if not grids or any(int(g) < 1 for g in grids):
@@ -121,7 +96,7 @@ class ActionCodec:
         if len(action.topk) != self.topk_slots:
             raise ValueError(f"topk must have {self.topk_slots} entries, got {len(action.topk)}")
         head = [
-            _index_of(action.method, self.methods, "method"),
+            _index_of(msda.canonical_method(action.method), self.methods, "method"),
             _index_of(action.grid, self.grids, "grid"),
             _index_of(action.alpha, self.alphas, "alpha"),
         ]
@@ -131,42 +106,6 @@ class ActionCodec:
         if off.any():
             raise ValueError(f"topk = {topk[off][0]!r} is not one of {self.topk_levels}")
         return np.concatenate([np.array(head, dtype=np.int64), nearest.astype(np.int64)])
-
-
-def sample_mix(
-    action: MixAction,
-    batch_size: int,
-    image_size: Sequence[int],
-    generator: torch.Generator,
-) -> msda.MixParams | None:
-    """Draw the random parameters of ``action``'s method; ``None`` for ``"none"``.
-
-    Lambdas, partners, boxes and centres come from ``generator``; the grid, alpha and top-k
-    come from the action.
-    """
-    method, alpha = action.method, action.alpha
-    if method == "none":
-        return None
-    if method == "mixup":
-        return msda.sample_mixup(batch_size, alpha, generator=generator)
-    if method == "cutmix":
-        return msda.sample_cutmix(batch_size, image_size, alpha, generator=generator)
-    if method == "region":
-        return msda.sample_region_mixup(batch_size, action.grid, alpha, generator=generator)
-    if method == "rmix":
-        lam = msda.sample_beta(alpha, (), generator)
-        perm = torch.randperm(batch_size, generator=generator)
-        return msda.RMixParams(_topk_tensor(action.topk, batch_size), lam, perm, action.grid)
-    if method == "hmix":
-        return msda.sample_hmix(batch_size, image_size, alpha, HMIX_RATIO, generator=generator)
-    if method == "gmix":
-        return msda.sample_gmix(batch_size, image_size, alpha, generator=generator)
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-
-
-def _topk_tensor(topk: tuple[float, ...], batch_size: int) -> Tensor:
-    q = torch.tensor(topk, dtype=torch.float32)
-    return q.expand(batch_size).clone() if q.numel() == 1 else q
 
 
 def _index_of(value: object, options: tuple, field: str) -> int:

@@ -1,15 +1,21 @@
-"""MixupTrainingEnv: image-classifier training as a Gymnasium environment."""
+"""MixupTrainingEnv: image-classifier training as a Gymnasium environment.
+
+Importing this module registers it with Gymnasium as ``"mixenv/MixupTraining-v0"``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from gymnasium import spaces
+from gymnasium.envs.registration import register
 from torch import Tensor
 
 from classifier import (
@@ -19,17 +25,29 @@ from classifier import (
     DatasetBundle,
     NonFiniteLossError,
     Trainer,
-    TrainerConfig,
     build_dataset,
     to_float_images,
 )
-from mixenv import msda
-from mixenv.actions import METHODS, ActionCodec, MixAction, sample_mix
+from mixenv import ENV_ID, msda
+from mixenv.actions import ActionCodec
+from mixenv.config import DEFAULT_GRIDS, EnvConfig
+from mixenv.msda import MixAction
+from mixenv.observation import ObservationLayout
 from mixenv.render import mix_picture
-from mixenv.rewards import REWARDS, HeldoutLoss, grad_cosine
+from mixenv.rewards import REWARDS, HeldOut, StepOutcome
 
-DEFAULT_GRIDS = (1, 2, 4, 8)
-DEFAULT_ALPHAS = (0.2, 0.5, 1.0, 2.0)
+Result = TypeVar("Result")
+
+
+def _with_grad(method: Callable[..., Result]) -> Callable[..., Result]:
+    """Run ``method`` with autograd on, whatever the caller's grad mode: the env trains."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Result:
+        with torch.inference_mode(False), torch.enable_grad():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
@@ -39,36 +57,39 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     Every step trains a classifier (``classifier.Trainer``) on one batch of the training set,
     mixed by the shared MSDA core (:mod:`mixenv.msda`) with the method and parameters the action
-    chooses: Mixup, CutMix, Region Mixup, R-Mix, HMix, GMix or no mixing. The classifier
-    carries over from episode to episode, so an agent learns alongside one training run, as in
-    RL-Mix (Luu et al., 2022). Fixed heuristics are policies of this same environment.
+    chooses (any method of the registry :data:`mixenv.msda.METHODS`: Mixup, CutMix, Region
+    Mixup, R-Mix, HMix, GMix, no mixing). The classifier carries over from episode to episode,
+    so an agent learns alongside one training run, as in RL-Mix (Luu et al., 2022). Fixed
+    heuristics are policies of this same environment.
 
     Each step runs exactly the trainer's passes: the mixed batch's forward and backward (the
     backward also gives the mixed input's saliency for the reward), the optimizer step, then the
     clean pass of the next batch (its backward gives that batch's saliency for the observation
     and, when ``clean_loss_weight > 0``, the gradients of Region Mixup's extra ``CE(f(x), y)``
-    term, which the next update adds to its own).
+    term, which the next update adds to its own). The env trains whatever the caller's grad
+    mode (``reset`` and ``step`` also work under ``torch.no_grad()``).
 
     ## Action Space
 
     ``MultiDiscrete`` laid out as ``[method, grid, alpha, topk_1, ..., topk_n]``:
 
     - ``method``: index into ``methods``;
-    - ``grid``: index into ``grids``, cells per side (used by ``region`` and ``rmix``);
-    - ``alpha``: index into ``alphas``, the ``Beta(alpha, alpha)`` of the mixing weights (used
-      by every method but ``none``);
-    - ``topk_i``: index into ``linspace(0, 0.99, topk_levels)``, the R-Mix top-k percentile
-      (used by ``rmix``), one per sample (``n = batch_size``) or one for the batch (``n = 1``).
+    - ``grid``: index into ``grids``, cells per side;
+    - ``alpha``: index into ``alphas``, the ``Beta(alpha, alpha)`` of the mixing weights;
+    - ``topk_i``: index into ``linspace(0, 0.99, topk_levels)``, the R-Mix top-k percentile,
+      one per sample (``n = batch_size``) or one for the batch (``n = 1``).
 
-    Parameters a method does not use are ignored. :meth:`decode_action` and
-    :meth:`encode_action` convert to and from :class:`~mixenv.actions.MixAction`. Lambdas,
-    partners, boxes and centres are drawn by the method's sampler from the environment's own
-    generator. An action outside the space raises ``ValueError`` naming the field.
+    Each method's registry entry says which fields it uses (``MethodSpec.uses``); the others
+    are ignored. :meth:`decode_action` and :meth:`encode_action` convert to and from
+    :class:`~mixenv.msda.MixAction`. Lambdas, partners, boxes and centres are drawn by the
+    method's sampler from the environment's own generator. An action outside the space raises
+    ``ValueError`` naming the field.
 
     ## Observation Space
 
     A ``Dict`` of flat float32 vectors (flat so that Stable-Baselines3 takes them as they are),
-    all describing the batch the next action will mix:
+    all describing the batch the next action will mix, laid out by
+    :class:`~mixenv.observation.ObservationLayout` (``self.layout``):
 
     - ``saliency``: ``[batch_size * obs_grid**2]``, row-major ``[batch_size, obs_grid,
       obs_grid]``: each image's input-gradient saliency (R-Mix eq. 2) pooled to
@@ -80,56 +101,50 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     ## Rewards
 
-    ``"grad_cosine"`` (default, RL-Mix): the batch mean of the cosine similarity between the
-    clean and the mixed batch's saliency pooled to ``obs_grid``. It can be gamed: an action
-    that does not mix scores the maximum, 1. ``"heldout_loss"``: cross-entropy on a fixed
-    held-out batch of the training split before minus after the update (that batch is then
-    excluded from training). See :mod:`mixenv.rewards`.
+    Chosen by name from the registry :data:`mixenv.rewards.REWARDS`. ``"grad_cosine"``
+    (default, RL-Mix): the batch mean of the cosine similarity between the clean and the mixed
+    batch's saliency pooled to ``obs_grid``; it can be gamed: an action that does not mix
+    scores the maximum, 1. ``"heldout_loss"``: cross-entropy on a held-out batch of the
+    training split before minus after the update (that batch is then excluded from training).
+    Each reward's docstring says what it rewards, what it costs and how it can be gamed.
 
     ## Starting State
 
     ``reset(seed=s)`` starts a fresh training run: classifier weights, optimizer, schedule,
     batch order, augmentation and mixing randomness all re-initialized from ``s`` (through
     ``self.np_random``). ``reset()`` without a seed continues the same run with the next
-    episode (re-initializing the classifier only if ``reinit_classifier``).
+    episode, from the observation the last step returned. It starts a fresh classifier (new
+    weights, optimizer and schedule drawn from the run's generator) when
+    ``reinit_classifier`` is set or after a diverged episode; ``info["restarts"]`` counts the
+    restarts after divergence. ``info`` of ``reset`` holds ``episode_index`` and ``restarts``.
 
     ## Episode End
 
-    Terminated after one epoch of the training loader (``drop_last``, fixed batch size) or
-    ``steps_per_episode`` steps; then the classifier is evaluated on the test split and
-    ``info`` carries ``test_accuracy``, ``test_top5``, ``test_loss``, ``test_ece`` and
-    ``test_fgsm_accuracy`` (NaN when ``eval_fgsm`` is off). A non-finite loss also terminates,
-    with ``info["diverged"] = True``, no update applied and the last good weights in place.
-    Every step's ``info`` has ``action`` (a ``MixAction``), ``loss``, ``clean_loss``,
-    ``accuracy``, ``lr``, ``grad_norm`` and ``diverged``.
+    An episode is one epoch of the training loader (``drop_last``, fixed batch size) or
+    ``steps_per_episode`` steps. The classifier run continues across episodes, so the end of
+    an episode is a time limit: ``truncated=True``, and the observation returned is the real
+    next state (the next batch's clean pass, the one the next episode starts from), so value
+    bootstrapping is right. With ``reinit_classifier`` the next episode starts a new
+    classifier, so the end is terminal: ``terminated=True``. At the end the classifier is
+    evaluated on the test split and ``info`` carries ``test_accuracy``, ``test_top5``,
+    ``test_loss``, ``test_ece`` and ``test_fgsm_accuracy`` (NaN when ``eval_fgsm`` is off). A
+    non-finite loss terminates (``terminated=True``) with ``info["diverged"] = True``, no
+    update applied and the last good weights in place; the next ``reset()`` starts a fresh
+    classifier. Every step's ``info`` has ``action`` (a ``MixAction``), ``loss``,
+    ``clean_loss``, ``accuracy``, ``lr``, ``grad_norm`` and ``diverged``. ``step`` after the
+    end of an episode raises until ``reset``.
 
     ## Arguments
 
-    - ``dataset``: ``"digits"`` (default, offline), ``"cifar10"``, ``"cifar100"``,
-      ``"imagefolder:PATH"``, or a loaded ``classifier.DatasetBundle``.
-    - ``data_dir``, ``download``: where the CIFAR files are, and whether to download them.
-    - ``model``: ``"small_cnn"`` (default), ``"preact_resnet18"``, ``"wrn16_8"``.
-    - ``batch_size``: images per step (default 64).
-    - ``methods``: method names the action can pick (default all of
-      :data:`~mixenv.actions.METHODS`).
-    - ``grids``: grid sizes (default 1, 2, 4, 8 limited to what fits the image).
-    - ``alphas``: Beta concentrations (default 0.2, 0.5, 1.0, 2.0).
-    - ``topk_levels``: number of top-k levels in ``linspace(0, 0.99, topk_levels)`` (10).
-    - ``per_sample_topk``: one top-k entry per sample (default) or one for the batch.
-    - ``reward``: ``"grad_cosine"`` or ``"heldout_loss"``.
-    - ``clean_loss_weight``: weight of the extra clean ``CE(f(x), y)`` term (1.0; 0 turns it
-      off and makes the clean pass compute input gradients only).
-    - ``steps_per_episode``: steps per episode (default: one epoch).
-    - ``reinit_classifier``: re-initialize the classifier at every reset.
-    - ``obs_grid``: cells per side of the observed saliency (8; at most the image size).
-    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
-    - ``lr``, ``momentum``, ``nesterov``, ``weight_decay``, ``schedule``, ``epochs``: the
-      trainer's SGD and schedule (``"multistep"``, ``"onecycle"``, ``"constant"``) over
-      ``epochs`` planned epochs (the ``epochs`` attribute is read at each fresh run, so it can
-      be set after construction, before a seeded reset).
-    - ``augment``: pad + random crop (+ flip where it suits the data) on training batches.
-    - ``eval_fgsm``: also measure FGSM accuracy (eps 8/255) at each episode end.
+    - ``config``: an :class:`~mixenv.config.EnvConfig` (dataset, batch size, methods, grids,
+      alphas, top-k levels, reward, episode length, planned epochs, observation grid and the
+      nested ``TrainerConfig`` of the classifier); every field is documented there.
+    - ``data``: an already loaded ``classifier.DatasetBundle`` to use instead of loading
+      ``config.dataset``.
+    - ``planned_steps``: with ``config.epochs=None``, the learning-rate schedule spans this
+      many steps (rounded up to whole epochs).
     - ``render_mode``: ``"rgb_array"`` for pictures of the last mixed batch and its masks.
+    - any other keyword: an ``EnvConfig`` field overriding ``config``'s (``batch_size=16``).
 
     Under SB3's ``SubprocVecEnv`` use ``start_method="spawn"`` (or ``"forkserver"``): a process
     forked after torch has run CPU kernels can hang in its thread pool.
@@ -139,109 +154,79 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def __init__(
         self,
-        dataset: str | DatasetBundle = "digits",
-        data_dir: str = "data",
-        download: bool = False,
-        model: str = "small_cnn",
-        batch_size: int = 64,
-        methods: Sequence[str] = METHODS,
-        grids: Sequence[int] | None = None,
-        alphas: Sequence[float] = DEFAULT_ALPHAS,
-        topk_levels: int = 10,
-        per_sample_topk: bool = True,
-        reward: str = "grad_cosine",
-        clean_loss_weight: float = 1.0,
-        steps_per_episode: int | None = None,
-        reinit_classifier: bool = False,
-        obs_grid: int = 8,
-        device: str = "auto",
-        lr: float = 0.1,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        weight_decay: float = 5e-4,
-        schedule: str = "multistep",
-        epochs: int = 30,
-        augment: bool = True,
-        eval_fgsm: bool = True,
+        config: EnvConfig | None = None,
+        *,
+        data: DatasetBundle | None = None,
+        planned_steps: int | None = None,
         render_mode: str | None = None,
+        **overrides: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if reward not in REWARDS:
-            raise ValueError(f"unknown reward {reward!r}; valid names: {', '.join(REWARDS)}")
-        if steps_per_episode is not None and steps_per_episode < 1:
-            raise ValueError(f"steps_per_episode must be positive, got {steps_per_episode}")
+        config = _configure(config, overrides)
+        self.config = config
         self.render_mode = render_mode
         self.data = (
-            dataset
-            if isinstance(dataset, DatasetBundle)
-            else build_dataset(dataset, data_dir, download)
+            data
+            if data is not None
+            else build_dataset(config.dataset, config.data_dir, config.download)
         )
         height, width = self.data.image_size
-        if not 1 <= obs_grid <= min(height, width):
+        if config.obs_grid > min(height, width):
             raise ValueError(
-                f"obs_grid={obs_grid} does not fit {height}x{width} images: it must be in "
-                f"[1, {min(height, width)}]"
+                f"obs_grid={config.obs_grid} does not fit {height}x{width} images: it must be "
+                f"in [1, {min(height, width)}]"
             )
-        if grids is None:
-            grids = tuple(g for g in DEFAULT_GRIDS if g <= min(height, width))
+        grids = config.grids or tuple(g for g in DEFAULT_GRIDS if g <= min(height, width))
         too_big = [g for g in grids if g > min(height, width)]
         if too_big:
             raise ValueError(f"grids {too_big} exceed the {height}x{width} images")
-        self.batch_size = batch_size
-        self.obs_grid = obs_grid
-        self.reinit_classifier = reinit_classifier
-        self.augment = augment
-        self.eval_fgsm = eval_fgsm
-        self.trainer_config = TrainerConfig(
-            model=model,
-            lr=lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            weight_decay=weight_decay,
-            schedule=schedule,
-            clean_loss_weight=clean_loss_weight,
-            device=device,
-        )
-        self.codec = ActionCodec(
-            methods, grids, alphas, topk_levels, batch_size if per_sample_topk else 1
-        )
+        batch_size = config.batch_size
+        slots = batch_size if config.per_sample_topk else 1
+        methods = config.methods or tuple(msda.METHODS)
+        self.codec = ActionCodec(methods, grids, config.alphas, config.topk_levels, slots)
+        self.reward = REWARDS[config.reward](config)
 
-        train_images, train_labels = self.data.train_images, self.data.train_labels
-        self._heldout: HeldoutLoss | None = None
-        if reward == "heldout_loss":
-            held = slice(len(train_images) - batch_size, None)
-            self._heldout = HeldoutLoss(to_float_images(train_images[held]), train_labels[held])
-            train_images, train_labels = train_images[: held.start], train_labels[: held.start]
-        if not 1 <= batch_size <= len(train_images):
+        images, labels = self.data.train_images, self.data.train_labels
+        held = self.reward.heldout_batches * batch_size
+        self._heldout_split = (images[len(images) - held :], labels[len(labels) - held :])
+        images, labels = images[: len(images) - held], labels[: len(labels) - held]
+        if batch_size > len(images):
             raise ValueError(
-                f"batch_size must be in [1, {len(train_images)}] (the training images), "
-                f"got {batch_size}"
+                f"batch_size must be in [1, {len(images)}] (the training images"
+                f"{' left after the held-out batch' if held else ''}), got {batch_size}"
             )
-        self._train_images, self._train_labels = train_images, train_labels
-        self.steps_per_epoch = len(train_images) // batch_size
-        self.episode_length = steps_per_episode or self.steps_per_epoch
-        self.epochs = epochs
+        self._train_images, self._train_labels = images, labels
+        self.steps_per_epoch = len(images) // batch_size
+        self.episode_length = config.steps_per_episode or self.steps_per_epoch
+        self.planned_epochs = _planned_epochs(config.epochs, planned_steps, self.steps_per_epoch)
 
-        num_classes = self.data.num_classes
+        self.layout = ObservationLayout.for_env(batch_size, config.obs_grid, self.data.num_classes)
         self.action_space = self.codec.space()
-        self.observation_space = spaces.Dict(
-            {
-                "saliency": spaces.Box(0.0, 1.0, (batch_size * obs_grid**2,), np.float32),
-                "probs": spaces.Box(0.0, 1.0, (batch_size * num_classes,), np.float32),
-                "phase": spaces.Box(0.0, 1.0, (2,), np.float32),
-            }
-        )
+        self.observation_space = self.layout.space()
 
         self.trainer: Trainer | None = None
         self.episode = 0
+        self.restarts = 0
         self._episode_step = 0
+        self._needs_reset = True
+        self._diverged_last = False
         self._batches: BatchStream | None = None
+        self._batch_mark: dict[str, Any] | None = None
         self._loader_generator = torch.Generator()
         self._mix_generator = torch.Generator()
         self._batch: tuple[Tensor, Tensor] | None = None
         self._clean: CleanPass | None = None
+        self._clean_saliency: Tensor | None = None
         self._last_mix: tuple[Tensor, msda.MixPlan | None] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    @property
+    def obs_grid(self) -> int:
+        return self.config.obs_grid
 
     def decode_action(self, action: np.ndarray | Sequence[int]) -> MixAction:
         """Named parameters of an action array (``ValueError`` naming a bad field)."""
@@ -251,34 +236,46 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """The action array of named parameters."""
         return self.codec.encode(action)
 
+    @_with_grad
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None or self.trainer is None:
             self._start_run()
-        elif self.reinit_classifier:
-            self.trainer = self._new_trainer()
-        if self._heldout is not None:
-            self._heldout.reset(self.trainer.model)
+        elif self._diverged_last:
+            self.restarts += 1
+            self._start_classifier()
+        elif self.config.reinit_classifier:
+            self._start_classifier()
+        self._diverged_last = False
         self._episode_step = 0
         self._last_mix = None
-        self._load_next_batch()
-        return self._observation(), {"episode": self.episode}
+        if self._batch is None:
+            try:
+                self._next_batch()
+            except NonFiniteLossError:  # diverged weights loaded from a checkpoint
+                self.restarts += 1
+                self._start_classifier()
+                self._next_batch()
+        self.reward.start_episode(self.trainer)
+        self._needs_reset = False
+        return self._observation(), {"episode_index": self.episode, "restarts": self.restarts}
 
+    @_with_grad
     def step(
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        if self.trainer is None or self._batch is None:
-            raise RuntimeError("call reset() before step()")
+        if self.trainer is None or self._needs_reset:
+            raise RuntimeError("call reset() before step() (the episode has ended)")
         mix_action = self.codec.decode(action)
         x, labels = self._batch
         y = F.one_hot(labels, self.data.num_classes).float()
-        params = sample_mix(mix_action, self.batch_size, x.shape[-2:], self._mix_generator)
+        params = msda.sample_action(mix_action, self.batch_size, x.shape[-2:], self._mix_generator)
         if params is None:
             plan, x_mixed, y_mixed = None, x, y
         else:
-            plan = params.to(x.device).plan(x.shape, self._clean.saliency)
+            plan = params.to(x.device).plan(x.shape, self._clean_saliency)
             x_mixed, y_mixed = msda.apply_plan(x, y, plan)
         self._last_mix = (x_mixed, plan)
         self._episode_step += 1
@@ -287,10 +284,16 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             result = self.trainer.mixed_step(x_mixed, y_mixed)
         except NonFiniteLossError as error:
             return self._diverged(info, error)
-        if self._heldout is not None:
-            reward = self._heldout(self.trainer.model)
-        else:
-            reward = grad_cosine(self._clean.saliency, result.mixed_saliency, self.obs_grid)
+        value = self.reward(
+            StepOutcome(
+                action=mix_action,
+                clean_saliency=self._clean_saliency,
+                mixed_saliency=msda.input_saliency(result.mixed_input_grad),
+                result=result,
+                trainer=self.trainer,
+            )
+        )
+        reward = float(value.mean()) if isinstance(value, Tensor) else float(value)
         info.update(
             loss=result.loss,
             clean_loss=result.clean_loss,
@@ -298,15 +301,15 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             lr=result.lr,
             grad_norm=result.grad_norm,
         )
-        terminated = self._episode_step >= self.episode_length
-        if terminated:
+        ended = self._episode_step >= self.episode_length
+        if ended:
             info.update(self._end_episode())
-        else:
-            try:
-                self._load_next_batch()
-            except NonFiniteLossError as error:
-                return self._diverged(info, error, reward)
-        return self._observation(), reward, terminated, False, info
+        try:
+            self._next_batch()
+        except NonFiniteLossError as error:
+            return self._diverged(info, error, reward)
+        terminated = ended and self.config.reinit_classifier
+        return self._observation(), reward, terminated, ended and not terminated, info
 
     def render(self) -> np.ndarray | None:
         """With ``render_mode="rgb_array"``, :meth:`picture`; else ``None``."""
@@ -331,14 +334,16 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """The training run: classifier, optimizer, schedule, generators and counters.
 
         Holds tensors, numbers and strings only, so ``torch.load(..., weights_only=True)``
-        reads it. Loading it and calling ``reset()`` continues the run with a new episode.
+        reads it. Loading it and calling ``reset()`` continues the run with a new episode,
+        starting from the batch the saved env was about to train on.
         """
         if self.trainer is None:
             raise RuntimeError("call reset() before state_dict()")
         return {
             "trainer": self.trainer.state_dict(),
             "episode": self.episode,
-            "batches": self._batches.state_dict(),
+            "restarts": self.restarts,
+            "batches": self._batch_mark,
             "mix_generator": self._mix_generator.get_state(),
             "np_random": self.np_random.bit_generator.state,
         }
@@ -348,31 +353,52 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.trainer = self._new_trainer(seed=0)
         self.trainer.load_state_dict(state["trainer"])
         self.episode = int(state["episode"])
+        self.restarts = int(state["restarts"])
         self._mix_generator.set_state(state["mix_generator"])
         self.np_random.bit_generator.state = state["np_random"]
         self._batches = self._batch_stream()
         self._batches.load_state_dict(state["batches"])
-        self._batch = None
+        self._batch, self._batch_mark = None, state["batches"]
+        self._needs_reset = True
+        self.reward.start_run(self.trainer, self._heldout())
 
     def _start_run(self) -> None:
         self._loader_generator.manual_seed(self._draw_seed())
         self._mix_generator.manual_seed(self._draw_seed())
         self.trainer = self._new_trainer()
         self._batches = self._batch_stream()
+        self._batch = None
         self.episode = 0
+        self.restarts = 0
+        self.reward.start_run(self.trainer, self._heldout())
+
+    def _start_classifier(self) -> None:
+        """A fresh classifier (weights, optimizer, schedule) within the same run."""
+        self.trainer = self._new_trainer()
+        self._batch = None  # the next batch's clean pass must see the new weights
+        if self._batch_mark is not None:
+            self._batches.load_state_dict(self._batch_mark)
+        self.reward.start_run(self.trainer, self._heldout())
 
     def _new_trainer(self, seed: int | None = None) -> Trainer:
         return Trainer(
-            self.trainer_config,
+            self.config.trainer,
             in_channels=self.data.in_channels,
             num_classes=self.data.num_classes,
             image_size=self.data.image_size,
             mean=self.data.mean,
             std=self.data.std,
-            epochs=self.epochs,
+            epochs=self.planned_epochs,
             steps_per_epoch=self.steps_per_epoch,
             seed=self._draw_seed() if seed is None else seed,
         )
+
+    def _heldout(self) -> HeldOut | None:
+        images, labels = self._heldout_split
+        if not len(images):
+            return None
+        device = self.trainer.device
+        return HeldOut(to_float_images(images).to(device), labels.to(device))
 
     def _draw_seed(self) -> int:
         return int(self.np_random.integers(2**62))
@@ -384,19 +410,22 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             self._train_labels,
             self.batch_size,
             self._loader_generator,
-            augment=self.augment,
+            augment=self.config.augment,
             flip=self.data.hflip,
             device=self.trainer.device,
         )
         return BatchStream(loader)
 
-    def _load_next_batch(self) -> None:
+    def _next_batch(self) -> None:
+        """Draw the next batch and run its clean pass (the observation of the next action)."""
+        self._batch_mark = self._batches.state_dict()
         batch = next(self._batches)
-        self._clean = self.trainer.clean_pass(*batch)
+        clean = self.trainer.clean_pass(*batch)
+        self._clean, self._clean_saliency = clean, msda.input_saliency(clean.input_grad)
         self._batch = batch
 
     def _observation(self) -> dict[str, np.ndarray]:
-        pooled = msda.pool_to_grid(self._clean.saliency, self.obs_grid)
+        pooled = msda.pool_to_grid(self._clean_saliency, self.obs_grid)
         saliency = msda.normalize_saliency(pooled)
         phase = [
             self._episode_step / self.episode_length,
@@ -410,10 +439,12 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def _end_episode(self) -> dict[str, float]:
         self.episode += 1
+        self._episode_step = 0  # the next observation is the next episode's first
+        self._needs_reset = True
         result = self.trainer.evaluate(
             self.data.test_images,
             self.data.test_labels,
-            fgsm_eps=8 / 255 if self.eval_fgsm else None,
+            fgsm_eps=8 / 255 if self.config.eval_fgsm else None,
         )
         return {
             "test_accuracy": result.top1,
@@ -428,9 +459,44 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """End the episode after a non-finite loss; the observation is the last good one."""
         info.update(diverged=True, error=str(error))
-        self.episode += 1
+        if not self._needs_reset:
+            self.episode += 1
+        self._needs_reset = True
+        self._diverged_last = True
         return self._observation(), reward, True, False, info
+
+
+def _configure(config: EnvConfig | None, overrides: dict[str, Any]) -> EnvConfig:
+    """``config`` (default: ``EnvConfig()``) with ``overrides`` of its fields."""
+    config = config if config is not None else EnvConfig()
+    if not isinstance(config, EnvConfig):
+        raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
+    names = {f.name for f in dataclasses.fields(EnvConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown argument(s) {', '.join(unknown)}; MixupTrainingEnv takes config, data, "
+            f"planned_steps, render_mode and the EnvConfig fields {', '.join(sorted(names))}"
+        )
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _planned_epochs(epochs: int | None, planned_steps: int | None, steps_per_epoch: int) -> int:
+    """The schedule's horizon in epochs: ``epochs``, or ``planned_steps`` rounded up."""
+    if (epochs is None) == (planned_steps is None):
+        raise ValueError(
+            "plan the learning-rate schedule with exactly one of config.epochs and planned_steps"
+            f" (got epochs={epochs}, planned_steps={planned_steps})"
+        )
+    if epochs is not None:
+        return epochs
+    if isinstance(planned_steps, bool) or not isinstance(planned_steps, int) or planned_steps < 1:
+        raise ValueError(f"planned_steps must be a positive integer, got {planned_steps!r}")
+    return max(1, math.ceil(planned_steps / steps_per_epoch))
 
 
 def _flat(tensor: Tensor) -> np.ndarray:
     return tensor.detach().float().clamp(0, 1).reshape(-1).cpu().numpy()
+
+
+register(id=ENV_ID, entry_point=MixupTrainingEnv)

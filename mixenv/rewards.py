@@ -1,65 +1,164 @@
-"""Rewards of the environment, chosen by name.
+"""Rewards of the environment: one small class per reward, registered by name.
 
-``grad_cosine`` (RL-Mix): the mean over the batch of the cosine similarity between the pooled
-input-gradient saliency of the clean batch and that of the mixed batch. Cheap (both saliencies
-come from backward passes that training runs anyway) but it can be gamed: an action that does
-not mix at all reproduces the clean saliency and scores the maximum, 1.
-
-``heldout_loss``: the cross-entropy on a fixed held-out training batch before the update minus
-after it (positive when the step helped). One extra forward per step, no backward; the
-"before" value is the previous step's "after".
+A reward is told when a training run starts (with the held-out images it asked for) and when
+an episode starts, and is called after every update with what the step produced
+(:class:`StepOutcome`). It returns the step's reward: a float, or a ``[B]`` tensor of
+per-image values whose mean is the reward. The environment calls every reward the same way;
+a new one is a class with :func:`register_reward`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixenv.msda import pool_to_grid
+from classifier import StepResult, Trainer
+from mixenv.msda import MixAction, pool_to_grid
 
-REWARDS = ("grad_cosine", "heldout_loss")
-
-
-def grad_cosine(clean_saliency: Tensor, mixed_saliency: Tensor, grid: int) -> float:
-    """Mean per-sample cosine similarity of two ``[B, H, W]`` saliencies pooled to ``grid``."""
-    clean = pool_to_grid(clean_saliency.float(), grid).flatten(1)
-    mixed = pool_to_grid(mixed_saliency.float(), grid).flatten(1)
-    return float(F.cosine_similarity(clean, mixed, dim=1, eps=1e-12).mean())
+if TYPE_CHECKING:
+    from mixenv.config import EnvConfig
 
 
-class HeldoutLoss:
-    """Loss on a fixed held-out batch, measured in eval mode without gradients.
+@dataclass(frozen=True, eq=False)
+class StepOutcome:
+    """What one environment step produced, handed to the reward after the update.
 
-    Args:
-        images: ``[N, C, H, W]`` pixel-space float images.
-        labels: ``[N]`` class indices.
+    Attributes:
+        action: the decoded action of the step.
+        clean_saliency: ``[B, H, W]`` input-gradient saliency of the unmixed batch.
+        mixed_saliency: ``[B, H, W]`` saliency of the mixed batch, from the update's backward.
+        result: the trainer's report of the update.
+        trainer: the trainer, its model already updated.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.images = images
-        self.labels = labels
+    action: MixAction
+    clean_saliency: Tensor
+    mixed_saliency: Tensor
+    result: StepResult
+    trainer: Trainer
+
+
+@dataclass(frozen=True, eq=False)
+class HeldOut:
+    """Training images held out of training for a reward: ``[N, C, H, W]`` float pixels in
+    [0, 1] and ``[N]`` labels, on the trainer's device."""
+
+    images: Tensor
+    labels: Tensor
+
+
+class Reward:
+    """Base of the rewards: what the environment calls, and when.
+
+    Class attributes:
+        name: the registered name.
+        heldout_batches: how many batches of training images the reward needs held out of
+            training (the environment takes them from the end of the training split).
+
+    Args:
+        config: the environment's configuration.
+    """
+
+    name: ClassVar[str] = ""
+    heldout_batches: ClassVar[int] = 0
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.config = config
+
+    def start_run(self, trainer: Trainer, heldout: HeldOut | None) -> None:
+        """A training run starts (a seeded reset, a resumed run, or a restart)."""
+
+    def start_episode(self, trainer: Trainer) -> None:
+        """An episode starts; ``trainer`` holds the weights of its first step."""
+
+    def __call__(self, outcome: StepOutcome) -> float | Tensor:
+        """The reward of a step: a float, or ``[B]`` per-image values whose mean it is."""
+        raise NotImplementedError
+
+
+REWARDS: dict[str, type[Reward]] = {}
+"""Every registered reward class by name."""
+
+
+def register_reward(cls: type[Reward]) -> type[Reward]:
+    """Register a :class:`Reward` subclass under its ``name`` (usable as a decorator)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty class attribute name")
+    if cls.name in REWARDS:
+        raise ValueError(f"a reward named {cls.name!r} is already registered")
+    REWARDS[cls.name] = cls
+    return cls
+
+
+def pooled_cosine(clean_saliency: Tensor, mixed_saliency: Tensor, grid: int) -> Tensor:
+    """``[B]`` cosine similarity of two ``[B, H, W]`` saliencies, each pooled to ``grid``."""
+    clean = pool_to_grid(clean_saliency.float(), grid).flatten(1)
+    mixed = pool_to_grid(mixed_saliency.float(), grid).flatten(1)
+    return F.cosine_similarity(clean, mixed, dim=1, eps=1e-12)
+
+
+@register_reward
+class GradCosine(Reward):
+    """RL-Mix's reward: mean over the batch of the cosine similarity between the clean and
+    the mixed batch's input-gradient saliency, pooled to ``obs_grid``.
+
+    Rewards: mixes that keep each image's salient regions where they were. Cost: nothing
+    extra (both saliencies come from backward passes that training runs anyway). Gaming: an
+    action that does not mix at all reproduces the clean saliency and scores the maximum, 1;
+    within a method, mixing as little as possible (small alpha, few cells) scores highest.
+    """
+
+    name = "grad_cosine"
+
+    def __call__(self, outcome: StepOutcome) -> float:
+        cosine = pooled_cosine(outcome.clean_saliency, outcome.mixed_saliency, self.config.obs_grid)
+        return float(cosine.mean())
+
+
+@register_reward
+class HeldoutLoss(Reward):
+    """Cross-entropy on one held-out batch of training images before the update minus after
+    it (positive when the step helped); that batch is excluded from training.
+
+    Rewards: updates that lower the loss on unseen images. Cost: one extra forward of one
+    batch per step, no backward (the "before" value is the previous step's "after"). Gaming:
+    its level is set by the training batch and the learning rate more than by the action,
+    and it is noisy; a policy can only move its mean, and one fixed batch can be overfitted
+    by a long run.
+    """
+
+    name = "heldout_loss"
+    heldout_batches = 1
+
+    def __init__(self, config: EnvConfig) -> None:
+        super().__init__(config)
+        self._heldout: HeldOut | None = None
         self._before: float | None = None
+
+    def start_run(self, trainer: Trainer, heldout: HeldOut | None) -> None:
+        self._heldout = heldout
+
+    def start_episode(self, trainer: Trainer) -> None:
+        self._before = self.loss(trainer.model)
+
+    def __call__(self, outcome: StepOutcome) -> float:
+        if self._before is None:
+            raise RuntimeError("HeldoutLoss.start_episode must be called before the first step")
+        after = self.loss(outcome.trainer.model)
+        reward, self._before = self._before - after, after
+        return reward
 
     @torch.no_grad()
     def loss(self, model: nn.Module) -> float:
         """Cross-entropy of ``model`` on the held-out batch (train/eval mode restored)."""
+        if self._heldout is None:
+            raise RuntimeError("HeldoutLoss.start_run must be called with the held-out batch")
         was_training = model.training
         model.eval()
-        logits = model(self.images)
+        logits = model(self._heldout.images)
         model.train(was_training)
-        return float(F.cross_entropy(logits.float(), self.labels))
-
-    def reset(self, model: nn.Module) -> None:
-        """Move the batch to ``model``'s device and measure the episode's starting loss."""
-        device = next(model.parameters()).device
-        self.images, self.labels = self.images.to(device), self.labels.to(device)
-        self._before = self.loss(model)
-
-    def __call__(self, model: nn.Module) -> float:
-        """Loss before the last update minus after it."""
-        if self._before is None:
-            raise RuntimeError("HeldoutLoss.reset must be called before the first step")
-        after = self.loss(model)
-        reward, self._before = self._before - after, after
-        return reward
+        return float(F.cross_entropy(logits.float(), self._heldout.labels))

@@ -1,11 +1,11 @@
-"""Write a PNG of one batch mixed by every MSDA method, with each mix's masks and label weights.
+"""Write a PNG of one batch mixed by every registered MSDA method, with masks and label weights.
 
     python scripts/demo_msda.py --dataset digits --out msda_demo.png
 
 Each block is one method: mixed images on top, the own-weight mask below (white: the sample's
-own pixels), and a bar whose white part is the sample's own label weight. No classifier is
-trained here, so R-Mix ranks its cells by a stand-in saliency: each pixel's contrast to its
-image's mean.
+own pixels), and a bar whose white part is the sample's own label weight. Each method mixes as
+its paper does (the registry's ``paper_action``). No classifier is trained here, so R-Mix ranks
+its cells by a stand-in saliency: each pixel's contrast to its image's mean.
 """
 
 from __future__ import annotations
@@ -53,27 +53,28 @@ def main(config: DemoConfig) -> None:
     y = F.one_hot(data.train_labels[index], data.num_classes).float()
     batch, _, height, width = x.shape
     saliency = contrast_saliency(x)
-    size = (height, width)
-    methods = {
-        "mixup": msda.sample_mixup(batch, 1.0, generator=generator),
-        "cutmix": msda.sample_cutmix(batch, size, 1.0, generator=generator),
-        "region mixup (k=2)": msda.sample_region_mixup(batch, 2, 1.0, generator=generator),
-        "rmix": msda.sample_rmix(batch, 1.0, generator=generator),
-        "hmix": msda.sample_hmix(batch, size, 1.0, generator=generator),
-        "gmix": msda.sample_gmix(batch, size, 1.0, generator=generator),
-    }
-    blocks = []
-    for name, params in methods.items():
+    blocks, names = [], []
+    for spec in msda.METHODS.values():
+        action = msda.paper_action(
+            spec.name,
+            generator,
+            grids=spec.grids or (1,),
+            alphas=(spec.alpha or 1.0,),
+            topk_levels=msda.topk_levels(msda.RMIX_TOPK_COUNT).tolist(),
+            topk_slots=batch,
+        )
+        params = msda.sample_action(action, batch, (height, width), generator)
+        if params is None:  # no mixing: nothing to draw
+            continue
         plan = params.plan(x.shape, saliency)
         x_mixed, _ = msda.apply_plan(x, y, plan)
-        picture = mix_picture(
-            x_mixed, plan.pixel_weight(height, width), plan.own_label_weight(height, width)
-        )
-        blocks.append(picture)
-        print(f"{name:20s} own label weights: {plan.own_label_weight(height, width).tolist()}")
+        own = plan.own_label_weight(height, width)
+        blocks.append(mix_picture(x_mixed, plan.pixel_weight(height, width), own))
+        names.append(spec.name)
+        print(f"{spec.name:14s} own label weights: {[round(w, 3) for w in own.tolist()]}")
     config.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(blocks, axis=0)).save(config.out)
-    print(f"wrote {config.out} ({', '.join(methods)}; top to bottom)")
+    print(f"wrote {config.out} ({', '.join(names)}; top to bottom)")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,7 @@ median seconds per step) and writes ``results.csv``, ``results.json`` and
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -21,33 +20,37 @@ import tyro
 from tqdm.auto import tqdm
 
 from agents import (
-    HEURISTICS,
     CheckpointError,
     RunRecord,
+    heuristic_names,
+    is_heuristic,
     load_agent,
     load_checkpoint,
     make_policy,
     required_methods,
     run_policy,
 )
+from agents.envs import make_env
 from agents.report import markdown_table, summarize, write_report
-from agents.settings import EnvSettings, make_env
-from mixenv.actions import METHODS
+from mixenv import msda
+from mixenv.config import EnvConfig, config_to_dict
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     """Evaluate mixing policies as equals: same env, same seeds, same budget."""
 
-    env: Annotated[EnvSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvSettings)
-    policies: tuple[str, ...] = tuple(HEURISTICS)
-    """Heuristic names (vanilla mixup cutmix region-mixup rmix hmix gmix random) and/or run
+    env: Annotated[EnvConfig, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=lambda: EnvConfig(epochs=None)
+    )
+    """The environment every policy runs in. Without --methods it offers every method the
+    policies need; give --methods (e.g. rmix alone) to run the random policy in an agent's
+    own action space."""
+    policies: tuple[str, ...] = field(default_factory=heuristic_names)
+    """Heuristic names (a registered method for its paper's rule, or random) and/or run
     folders or checkpoint folders of trained agents."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds; each policy gets one fresh classifier run per seed."""
-    methods: tuple[str, ...] = ()
-    """Methods the env offers (default: every method the policies need); e.g. rmix alone to
-    run the random policy in an agent's own action space."""
     episodes: int = 3
     """Episodes per run; the final figures are those of the last episode's end."""
     out: Path = Path("results")
@@ -56,12 +59,12 @@ class EvaluateConfig:
 
 def env_methods(config: EvaluateConfig) -> tuple[str, ...]:
     """``--methods``, or every method the heuristics and the agents' checkpoints need."""
-    if config.methods:
-        return config.methods
-    needed = set(required_methods([p for p in config.policies if p in HEURISTICS]))
-    for path in (p for p in config.policies if p not in HEURISTICS):
+    if config.env.methods:
+        return config.env.methods
+    needed = set(required_methods([p for p in config.policies if is_heuristic(p)]))
+    for path in (p for p in config.policies if not is_heuristic(p)):
         needed |= set(agent_methods(Path(path)))
-    return tuple(m for m in METHODS if m in needed) or METHODS
+    return tuple(m for m in msda.METHODS if m in needed) or tuple(msda.METHODS)
 
 
 def agent_methods(path: Path) -> list[str]:
@@ -75,12 +78,12 @@ def agent_methods(path: Path) -> list[str]:
 
 
 def main(config: EvaluateConfig) -> None:
-    methods = env_methods(config)
+    env_config = replace(config.env, methods=env_methods(config))
     records: list[RunRecord] = []
     runs = [(policy, seed) for policy in config.policies for seed in config.seeds]
     for policy_name, seed in tqdm(runs, desc="policy x seed", unit="run"):
-        env = make_env(config.env, methods, episodes=config.episodes)
-        if policy_name in HEURISTICS:
+        env = make_env(env_config, episodes=config.episodes)
+        if is_heuristic(policy_name):
             policy = make_policy(policy_name, env, seed=seed)
         else:
             try:
@@ -91,8 +94,7 @@ def main(config: EvaluateConfig) -> None:
         env.close()
     rows = summarize(records, config.policies)
     print(markdown_table(rows))
-    settings = json.loads(json.dumps(asdict(config), default=str))
-    files = write_report(config.out, settings, records, rows)
+    files = write_report(config.out, config_to_dict(config), records, rows)
     print("wrote " + ", ".join(str(f) for f in files))
 
 

@@ -1,7 +1,7 @@
 """Train a PPO agent that chooses how to mix each batch of a classifier's training run.
 
     python scripts/train_agent.py                      # R-Mix top-k per image on digits (RL-Mix)
-    python scripts/train_agent.py --methods none mixup cutmix region rmix hmix gmix
+    python scripts/train_agent.py --methods none mixup cutmix region_mixup rmix hmix gmix
     python scripts/train_agent.py --resume runs/<name> # continue an interrupted run
 
 Everything of a run goes to ``runs/<name>/``: TensorBoard events (SB3's and the env's) and a
@@ -11,9 +11,8 @@ steps, at the end, and on Ctrl-C.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +23,8 @@ from stable_baselines3.common.monitor import Monitor
 from agents import PPOConfig, agent_state, build_ppo, load_checkpoint, save_checkpoint
 from agents.callbacks import PeriodicCheckpoint, StopOnInterrupt
 from agents.checkpoints import CheckpointError
-from agents.settings import EnvSettings, make_env
+from agents.envs import make_env
+from mixenv.config import EnvConfig, config_from_dict, config_to_dict
 from mixenv.wrappers import TensorBoardLogger
 
 DEFAULT_TIMESTEPS = 3000
@@ -34,9 +34,11 @@ DEFAULT_TIMESTEPS = 3000
 class TrainConfig:
     """Train a PPO agent to choose the mixing of each batch (RL-Mix)."""
 
-    env: Annotated[EnvSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvSettings)
-    methods: tuple[str, ...] = ("rmix",)
-    """Methods the agent can choose from: none mixup cutmix region rmix hmix gmix."""
+    env: Annotated[EnvConfig, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=lambda: EnvConfig(methods=("rmix",), epochs=None)
+    )
+    """The environment: data, classifier, actions and reward (RL-Mix's setting: R-Mix's
+    top-k per image)."""
     total_timesteps: int | None = None
     """Environment steps (training batches) in all; default 3000, or the resumed run's."""
     seed: int = 0
@@ -55,21 +57,13 @@ class TrainConfig:
     """PPO hyperparameters."""
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        """Every field, as JSON-ready values."""
+        return config_to_dict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
-        return cls(
-            env=EnvSettings(**data["env"]),
-            methods=tuple(data["methods"]),
-            total_timesteps=data["total_timesteps"],
-            seed=data["seed"],
-            run_dir=Path(data["run_dir"]),
-            exp_name=data["exp_name"],
-            checkpoint_every=data["checkpoint_every"],
-            image_every=data["image_every"],
-            ppo=PPOConfig(**data["ppo"]),
-        )
+        """The config :meth:`to_json` wrote."""
+        return config_from_dict(cls, data)
 
 
 def resolve(config: TrainConfig) -> tuple[TrainConfig, Any]:
@@ -84,7 +78,7 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, Any]:
     try:
         checkpoint = load_checkpoint(config.resume / "checkpoint")
         saved = TrainConfig.from_json(checkpoint.config)
-    except (CheckpointError, KeyError, TypeError) as error:
+    except (CheckpointError, KeyError, TypeError, ValueError) as error:
         raise SystemExit(f"cannot resume from {config.resume}: {error}") from error
     steps = config.total_timesteps or saved.total_timesteps
     return replace(saved, run_dir=config.resume, total_timesteps=steps), checkpoint
@@ -94,7 +88,7 @@ def main(config: TrainConfig) -> None:
     config, checkpoint = resolve(config)
     run_dir = config.run_dir
     done = checkpoint.agent["num_timesteps"] if checkpoint else 0
-    env = make_env(config.env, config.methods, steps=config.total_timesteps)
+    env = make_env(config.env, steps=config.total_timesteps)
     if checkpoint:
         env.load_state_dict(checkpoint.env)
     logger = TensorBoardLogger(

@@ -9,6 +9,9 @@ deterministic function that mixes with explicit parameters::
     params = msda.sample_mixup(len(x), alpha=1.0, generator=g)
     x_mixed, y_mixed = msda.mixup(x, y_soft, params.lam, params.perm)   # or params.apply(x, y_soft)
 
+:data:`METHODS` is the registry of methods (:class:`MethodSpec`: name, parameters, sampler,
+paper defaults, the action fields it uses); :func:`register_method` adds one.
+
 Depends on torch alone.
 """
 
@@ -29,8 +32,22 @@ from mixenv.msda.methods import (
     rowwise_quantile,
 )
 from mixenv.msda.plan import MixPlan, apply_plan
+from mixenv.msda.registry import (
+    ACTION_FIELDS,
+    METHODS,
+    MethodSpec,
+    MixAction,
+    canonical_method,
+    markdown_table,
+    method_spec,
+    paper_action,
+    register_method,
+    sample_action,
+    unregister_method,
+)
 from mixenv.msda.saliency import input_saliency, normalize_saliency, pooled_saliency
 from mixenv.msda.samplers import (
+    RMIX_TOPK_COUNT,
     CutMixParams,
     GMixParams,
     HMixParams,
@@ -38,6 +55,7 @@ from mixenv.msda.samplers import (
     MixupParams,
     RegionMixupParams,
     RMixParams,
+    rmix_params,
     sample_beta,
     sample_cutmix,
     sample_gmix,
@@ -49,15 +67,21 @@ from mixenv.msda.samplers import (
 )
 
 __all__ = [
+    "ACTION_FIELDS",
+    "METHODS",
+    "RMIX_TOPK_COUNT",
     "CutMixParams",
     "GMixParams",
     "HMixParams",
+    "MethodSpec",
+    "MixAction",
     "MixParams",
     "MixPlan",
     "MixupParams",
     "RMixParams",
     "RegionMixupParams",
     "apply_plan",
+    "canonical_method",
     "cell_areas",
     "cell_bounds",
     "cutmix",
@@ -67,16 +91,22 @@ __all__ = [
     "hmix",
     "hmix_plan",
     "input_saliency",
+    "markdown_table",
+    "method_spec",
     "mixup",
     "mixup_plan",
     "normalize_saliency",
+    "paper_action",
     "pool_to_grid",
     "pooled_saliency",
     "region_mixup",
     "region_mixup_plan",
+    "register_method",
     "rmix",
+    "rmix_params",
     "rmix_plan",
     "rowwise_quantile",
+    "sample_action",
     "sample_beta",
     "sample_cutmix",
     "sample_gmix",
@@ -85,5 +115,6 @@ __all__ = [
     "sample_region_mixup",
     "sample_rmix",
     "topk_levels",
+    "unregister_method",
     "upsample_cells",
 ]

@@ -30,6 +30,15 @@ from mixenv.msda.methods import (
 )
 from mixenv.msda.plan import MixPlan, apply_plan
 
+RMIX_GRIDS = (2, 4)
+"""R-Mix's grid sizes p: one is drawn per batch (Luu et al., 2023)."""
+
+RMIX_TOPK_COUNT = 10
+"""R-Mix's number K of top-k percentile levels, ``linspace(0, 0.99, K)`` (Luu et al., 2023)."""
+
+HMIX_RATIO = 0.5
+"""HMix's box ratio r in the CIFAR setting of Park et al. (2022)."""
+
 GMIX_MIN_LAM = 1e-6
 """GMix's Gaussian needs ``lam > 0``; a Beta draw that rounds to 0 is raised to this."""
 
@@ -209,31 +218,55 @@ def sample_region_mixup(
     return RegionMixupParams(lams, perms)
 
 
+def draw_option(options: Sequence[int], generator: torch.Generator) -> int:
+    """One of ``options``, uniformly (R-Mix's per-batch grid)."""
+    return int(options[int(torch.randint(len(options), (), generator=generator))])
+
+
+def draw_topk(levels: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` top-k percentiles drawn uniformly from ``levels`` (R-Mix's per-image rule)."""
+    return levels[torch.randint(len(levels), (count,), generator=generator)]
+
+
+def rmix_params(
+    q: Tensor,
+    alpha: float,
+    grid: int,
+    batch_size: int,
+    *,
+    generator: torch.Generator,
+    per_sample: bool = False,
+) -> RMixParams:
+    """R-Mix's parameters for chosen top-k percentiles ``q [B]`` and grid: ``lam ~ Beta(alpha,
+    alpha)`` (one per batch, or per sample) and a random partner permutation."""
+    lam = sample_beta(alpha, (batch_size,) if per_sample else (), generator)
+    return RMixParams(q, lam, torch.randperm(batch_size, generator=generator), grid)
+
+
 def sample_rmix(
     batch_size: int,
     alpha: float = 1.0,
     *,
     generator: torch.Generator,
-    grids: Sequence[int] = (2, 4),
-    topk_count: int = 10,
+    grids: Sequence[int] = RMIX_GRIDS,
+    topk_count: int = RMIX_TOPK_COUNT,
     per_sample: bool = False,
 ) -> RMixParams:
-    """R-Mix: one ``lam`` per batch, a grid uniform over ``grids``, and per sample a top-k
-    percentile ``q`` uniform over ``linspace(0, 0.99, topk_count)``."""
+    """R-Mix: a grid uniform over ``grids``, per sample a top-k percentile ``q`` uniform over
+    ``linspace(0, 0.99, topk_count)``, and one ``lam`` per batch."""
     if not grids:
         raise ValueError("grids must name at least one grid size")
     levels = topk_levels(topk_count)
-    q = levels[torch.randint(len(levels), (batch_size,), generator=generator)]
-    lam = sample_beta(alpha, (batch_size,) if per_sample else (), generator)
-    grid = int(grids[int(torch.randint(len(grids), (), generator=generator))])
-    return RMixParams(q, lam, torch.randperm(batch_size, generator=generator), grid)
+    grid = draw_option(grids, generator)
+    q = draw_topk(levels, batch_size, generator)
+    return rmix_params(q, alpha, grid, batch_size, generator=generator, per_sample=per_sample)
 
 
 def sample_hmix(
     batch_size: int,
     image_size: Sequence[int],
     alpha: float = 1.0,
-    ratio: float = 0.5,
+    ratio: float = HMIX_RATIO,
     *,
     generator: torch.Generator,
     per_sample: bool = False,

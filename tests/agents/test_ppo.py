@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from agents import (
     save_checkpoint,
 )
 from mixenv.env import MixupTrainingEnv
+from mixenv.observation import ObservationField, ObservationLayout
 
 TINY = PPOConfig(n_steps=8, batch_size=8, n_epochs=1)
 
@@ -84,3 +87,56 @@ def test_checkpoints_load_with_weights_only_and_corrupt_ones_fail_clearly(traine
     (tmp_path / "agent.pt").unlink()
     with pytest.raises(CheckpointError, match="missing checkpoint file"):
         load_agent(tmp_path, make_env())
+
+
+def test_an_agent_saved_in_another_format_is_refused_with_a_message(trained, tmp_path):
+    _, _, folder = trained
+    state = torch.load(folder / "agent.pt", weights_only=True)
+    del state["format"]
+    torch.save(state, tmp_path / "agent.pt")
+    with pytest.raises(CheckpointError, match="another version"):
+        load_agent(tmp_path, make_env())
+
+
+def test_the_extractor_refuses_an_observation_key_it_does_not_know(trained):
+    model, _, _ = trained
+    env = make_env()
+    observation, _ = env.reset(seed=0)
+    tensors = {k: torch.as_tensor(v).unsqueeze(0) for k, v in observation.items()}
+    extractor = model.policy.features_extractor
+    assert extractor(tensors).shape == (1, extractor.features_dim)
+    with pytest.raises(ValueError, match="unknown \\['margin'\\]"):
+        extractor({**tensors, "margin": torch.zeros(1, 16)})
+    with pytest.raises(ValueError, match="missing \\['probs'\\]"):
+        extractor({k: v for k, v in tensors.items() if k != "probs"})
+
+
+def test_a_saved_layout_rebuilds_every_field_with_its_bounds():
+    layout = ObservationLayout(
+        (
+            ObservationField("saliency", per_image=True, size=4, low=0.0, high=1.0, scale=4.0),
+            ObservationField("margin", per_image=True, size=1, low=-1.0, high=5.0),
+            ObservationField("phase", per_image=False, size=2, low=0.0, high=1.0),
+        ),
+        batch_size=3,
+    )
+    rebuilt = ObservationLayout.from_state(torch_round_trip(layout.to_state()))
+    assert rebuilt == layout and rebuilt.space() == layout.space()
+    assert rebuilt.space()["margin"].low.min() == -1.0 and rebuilt.space()["margin"].high.max() == 5
+    per_image, batch_level = rebuilt.split(
+        {
+            "saliency": torch.ones(2, 12),
+            "margin": torch.arange(6.0).reshape(2, 3),
+            "phase": torch.zeros(2, 2),
+        }
+    )
+    assert per_image.shape == (2, 3, 5) and batch_level.shape == (2, 2)
+    assert per_image[0, :, 0].tolist() == [4.0, 4.0, 4.0]  # scaled
+    assert per_image[1, :, 4].tolist() == [3.0, 4.0, 5.0]
+
+
+def torch_round_trip(state: dict) -> dict:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)

@@ -14,8 +14,9 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import mixenv
-from mixenv.actions import METHODS, MixAction
+from classifier import TrainerConfig
 from mixenv.env import MixupTrainingEnv
+from mixenv.msda import METHODS, MixAction
 
 SMALL = {"batch_size": 16, "steps_per_episode": 4, "eval_fgsm": False}
 
@@ -91,8 +92,8 @@ def test_episode_ends_after_steps_per_episode_with_test_figures():
     env.reset(seed=0)
     for step in range(4):
         _, reward, terminated, truncated, info = env.step(action_for(env, "rmix"))
-        assert np.isfinite(reward) and not truncated
-        assert terminated == (step == 3)
+        assert np.isfinite(reward) and not terminated
+        assert truncated == (step == 3)
     for key in ("test_accuracy", "test_top5", "test_loss", "test_ece", "test_fgsm_accuracy"):
         assert 0 <= info[key] < np.inf, key
     assert info["diverged"] is False
@@ -103,7 +104,7 @@ def test_default_episode_is_one_epoch_of_the_loader():
     assert env.episode_length == env.steps_per_epoch == len(env.data.train_images) // 64
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_is_reachable_through_an_action(method):
     env = make(render_mode="rgb_array")
     env.reset(seed=1)
@@ -132,8 +133,8 @@ def test_encode_and_decode_round_trip():
         decoded = env.decode_action(action)
         np.testing.assert_array_equal(env.encode_action(decoded), action)
     assert env.decode_action(
-        env.encode_action(MixAction("region", 4, 0.5, (0.0,) * 16))
-    ) == MixAction("region", 4, 0.5, (0.0,) * 16)
+        env.encode_action(MixAction("region_mixup", 4, 0.5, (0.0,) * 16))
+    ) == MixAction("region_mixup", 4, 0.5, (0.0,) * 16)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,7 @@ def test_actions_outside_the_space_raise_naming_the_field(change, field):
     with pytest.raises(ValueError, match="shape"):
         env.step(action[:-1])
     with pytest.raises(ValueError, match="grid"):
-        env.encode_action(MixAction("region", 3, 1.0, (0.0,) * 16))
+        env.encode_action(MixAction("region_mixup", 3, 1.0, (0.0,) * 16))
 
 
 def test_per_batch_topk_has_one_slot():
@@ -168,7 +169,7 @@ def test_bad_arguments_raise():
         make(obs_grid=9)
     with pytest.raises(ValueError, match="grids"):
         make(grids=(2, 16))
-    with pytest.raises(ValueError, match="methods"):
+    with pytest.raises(ValueError, match="snapmix"):
         make(methods=("mixup", "snapmix"))
     with pytest.raises(RuntimeError, match="reset"):
         make().step(np.zeros(3 + 16, dtype=np.int64))
@@ -186,7 +187,7 @@ def run_until_divergence(env: MixupTrainingEnv) -> tuple[dict, dict, dict]:
 
 
 def test_divergence_in_the_mixed_pass_leaves_the_weights_unchanged():
-    env = make(lr=1e6, schedule="constant", steps_per_episode=50)
+    env = make(trainer=TrainerConfig(lr=1e6, schedule="constant"), steps_per_episode=50)
     before, after, info = run_until_divergence(env)
     assert "gradient norm" in info["error"] or "mixed loss" in info["error"]
     for key, value in before.items():
@@ -194,7 +195,7 @@ def test_divergence_in_the_mixed_pass_leaves_the_weights_unchanged():
 
 
 def test_divergence_in_the_next_clean_pass_ends_the_episode_with_finite_weights():
-    env = make(lr=1e12, schedule="constant", steps_per_episode=50)
+    env = make(trainer=TrainerConfig(lr=1e12, schedule="constant"), steps_per_episode=50)
     _, after, info = run_until_divergence(env)
     assert "clean loss" in info["error"]
     assert all(torch.isfinite(value).all() for value in after.values())
@@ -210,7 +211,7 @@ def test_heldout_loss_reward_holds_out_one_batch():
 
 
 def test_grad_cosine_of_no_mixing_is_the_maximum():
-    env = make(clean_loss_weight=0.0, augment=False)
+    env = make(trainer=TrainerConfig(clean_loss_weight=0.0), augment=False)
     env.reset(seed=0)
     _, reward, _, _, _ = env.step(action_for(env, "none"))
     assert reward > 0.95
@@ -236,7 +237,7 @@ def count_passes(env: MixupTrainingEnv, action: np.ndarray) -> tuple[int, int]:
 @pytest.mark.parametrize("clean_loss_weight", [1.0, 0.0])
 @pytest.mark.parametrize("method", ["none", "rmix"])
 def test_a_step_runs_two_forwards_and_two_backwards(method, clean_loss_weight):
-    env = make(clean_loss_weight=clean_loss_weight)
+    env = make(trainer=TrainerConfig(clean_loss_weight=clean_loss_weight))
     env.reset(seed=0)
     # mixed forward + backward of this batch, clean forward + backward of the next batch
     assert count_passes(env, action_for(env, method)) == (2, 2)

@@ -27,9 +27,9 @@ def test_event_file_holds_every_documented_tag_and_nothing_else(tmp_path):
     logged.reset(seed=0)
     rewards = []
     for _ in range(6):
-        _, reward, terminated, _, _ = logged.step(logged.action_space.sample())
+        _, reward, terminated, truncated, _ = logged.step(logged.action_space.sample())
         rewards.append(reward)
-        if terminated:
+        if terminated or truncated:
             logged.reset()
     logged.close()
 

@@ -65,11 +65,12 @@ def test_train_agent_writes_events_and_a_checkpoint(trained_run):
     assert {"charts/reward", "eval/test_accuracy", "rollout/ep_rew_mean", "train/loss"} <= found
     checkpoint = load_checkpoint(trained_run / "checkpoint")
     assert checkpoint.agent["num_timesteps"] == 16
-    assert checkpoint.config["methods"] == ["rmix"]
+    assert checkpoint.config["env"]["methods"] == ["rmix"]
     assert checkpoint.env["trainer"]["step"] == 16
 
 
 def test_resume_continues_the_step_count(trained_run, tmp_path):
+    saved = load_checkpoint(trained_run / "checkpoint").config
     result = run(
         "train_agent.py", "--resume", str(trained_run), "--total-timesteps", "32", cwd=tmp_path
     )
@@ -77,6 +78,7 @@ def test_resume_continues_the_step_count(trained_run, tmp_path):
     checkpoint = load_checkpoint(trained_run / "checkpoint")
     assert checkpoint.agent["num_timesteps"] == 32
     assert checkpoint.env["trainer"]["step"] == 32
+    assert checkpoint.config == {**saved, "total_timesteps": 32}
     rewards = EventAccumulator(str(trained_run))
     rewards.Reload()
     steps = [event.step for event in rewards.Scalars("charts/reward")]
@@ -138,22 +140,42 @@ def test_evaluate_refuses_an_unknown_policy(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+TRAINER_FLAGS = (
+    "--model",
+    "--lr",
+    "--schedule",
+    "--milestones",
+    "--gamma",
+    "--onecycle-pct-start",
+    "--onecycle-div-factor",
+    "--onecycle-final-div-factor",
+    "--clean-loss-weight",
+    "--device",
+    "--amp",
+)
+
+
 def test_help_explains_the_flags(tmp_path):
     text = run("train_agent.py", "--help", cwd=tmp_path).stdout
     for flag in (
         "--total-timesteps",
         "--steps-per-episode",
         "--dataset",
-        "--model",
         "--methods",
         "--reward",
         "--seed",
-        "--device",
         "--run-dir",
         "--resume",
+        *TRAINER_FLAGS,
     ):
         assert flag in text
     assert "imagefolder:PATH" in text
+
+
+def test_evaluate_help_shows_the_trainer_settings(tmp_path):
+    text = run("evaluate_policies.py", "--help", cwd=tmp_path).stdout
+    for flag in ("--policies", "--seeds", "--episodes", "--methods", *TRAINER_FLAGS):
+        assert flag in text
 
 
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
