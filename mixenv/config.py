@@ -49,7 +49,10 @@ class EnvConfig:
     per_sample_topk: bool = True
     """One R-Mix top-k choice per image (else one per batch)."""
     reward: str = "grad_cosine"
-    """Reward, by registered name (see mixenv.rewards.REWARDS)."""
+    """Reward, by registered name: grad_cosine (RL-Mix), heldout_alignment or heldout_loss
+    (see mixenv.rewards.REWARDS)."""
+    heldout_refresh: int = 10
+    """heldout_alignment: steps between refreshes of the held-out gradient."""
     steps_per_episode: int | None = None
     """Steps per episode (default: one epoch of the training set)."""
     epochs: int | None = 30
@@ -70,6 +73,7 @@ class EnvConfig:
         _check_int(self.batch_size, "batch_size", low=1)
         _check_int(self.topk_levels, "topk_levels", low=1)
         _check_int(self.obs_grid, "obs_grid", low=1)
+        _check_int(self.heldout_refresh, "heldout_refresh", low=1)
         if self.steps_per_episode is not None:
             _check_int(self.steps_per_episode, "steps_per_episode", low=1)
         if self.epochs is not None:

@@ -104,9 +104,14 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     Chosen by name from the registry :data:`mixenv.rewards.REWARDS`. ``"grad_cosine"``
     (default, RL-Mix): the batch mean of the cosine similarity between the clean and the mixed
     batch's saliency pooled to ``obs_grid``; it can be gamed: an action that does not mix
-    scores the maximum, 1. ``"heldout_loss"``: cross-entropy on a held-out batch of the
-    training split before minus after the update (that batch is then excluded from training).
-    Each reward's docstring says what it rewards, what it costs and how it can be gamed.
+    scores the maximum, 1. ``"heldout_alignment"``: the first-order estimate ``-g . delta``
+    of the held-out loss change, ``g`` the gradient of a held-out batch (refreshed every
+    ``heldout_refresh`` steps), ``delta`` the update. ``"heldout_loss"``: cross-entropy on a
+    held-out batch before minus after the update. The held-out batch of the last two is taken
+    from the end of the training split and excluded from training. A reward that is a mean
+    over the batch's images also gives each image's value in ``info["sample_rewards"]``
+    (``[batch_size]`` float32, their mean is the reward). Each reward's docstring says what it
+    rewards, what it costs and how it can be gamed.
 
     ## Starting State
 
@@ -280,6 +285,7 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._last_mix = (x_mixed, plan)
         self._episode_step += 1
         info: dict[str, Any] = {"action": mix_action, "diverged": False}
+        self.reward.before_update(self.trainer)
         try:
             result = self.trainer.mixed_step(x_mixed, y_mixed)
         except NonFiniteLossError as error:
@@ -293,7 +299,11 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 trainer=self.trainer,
             )
         )
-        reward = float(value.mean()) if isinstance(value, Tensor) else float(value)
+        if isinstance(value, Tensor):
+            info["sample_rewards"] = value.detach().float().cpu().numpy()
+            reward = float(info["sample_rewards"].mean())
+        else:
+            reward = float(value)
         info.update(
             loss=result.loss,
             clean_loss=result.clean_loss,

@@ -179,9 +179,9 @@ def run_until_divergence(env: MixupTrainingEnv) -> tuple[dict, dict, dict]:
     env.reset(seed=0)
     for _ in range(50):
         before = {k: v.detach().clone() for k, v in env.trainer.model.named_parameters()}
-        obs, _, terminated, _, info = env.step(action_for(env, "mixup"))
+        obs, _, terminated, truncated, info = env.step(action_for(env, "mixup"))
         if info["diverged"]:
-            assert terminated and env.observation_space.contains(obs)
+            assert terminated and not truncated and env.observation_space.contains(obs)
             return before, dict(env.trainer.model.named_parameters()), info
     raise AssertionError("the run did not diverge")
 
@@ -286,3 +286,41 @@ def test_sb3_vector_envs_step(vec_env_class):
         finished |= dones
     assert finished.all() and "test_accuracy" not in infos[0]
     envs.close()
+
+
+def test_an_epoch_end_is_a_truncation_whose_observation_is_the_next_state():
+    env = MixupTrainingEnv(batch_size=256, eval_fgsm=False, methods=("mixup",))
+    env.reset(seed=0)
+    flags = [env.step(env.action_space.sample())[2:4] for _ in range(env.steps_per_epoch - 1)]
+    assert flags == [(False, False)] * (env.steps_per_epoch - 1)
+    last_obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+    assert truncated and not terminated and "test_accuracy" in info
+    assert last_obs["phase"][0] == 0.0  # the next episode's first state
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(env.action_space.sample())
+    reset_obs, reset_info = env.reset()
+    assert gym.utils.env_checker.data_equivalence(last_obs, reset_obs)
+    assert reset_info == {"episode_index": 1, "restarts": 0}
+    # the state the episode continues from is the one that was observed
+    saliency = env.layout.split({k: torch.as_tensor(v)[None] for k, v in last_obs.items()})[0]
+    assert saliency.shape[1] == 256
+
+
+def test_with_reinit_classifier_an_episode_end_is_terminal():
+    env = make(reinit_classifier=True)
+    env.reset(seed=0)
+    ends = [env.step(action_for(env, "mixup"))[2:4] for _ in range(4)]
+    assert ends[-1] == (True, False)
+
+
+def test_a_diverged_step_terminates_and_the_next_reset_restarts_the_classifier():
+    env = make(trainer=TrainerConfig(lr=1e6, schedule="constant"), steps_per_episode=50)
+    before, _, info = run_until_divergence(env)
+    assert info["diverged"]
+    observation, reset_info = env.reset()
+    assert reset_info["restarts"] == 1 and env.trainer.step == 0
+    assert env.observation_space.contains(observation)
+    assert any(
+        not torch.equal(value, dict(env.trainer.model.named_parameters())[key])
+        for key, value in before.items()
+    )
