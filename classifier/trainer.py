@@ -12,6 +12,7 @@ gradient (R-Mix's saliency is computed from it)::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
@@ -367,6 +368,17 @@ class Trainer:
     ) -> EvalResult:
         """`classifier.metrics.evaluate` of this trainer's model on its device."""
         return evaluate(self.model, images, labels, batch_size, self.device, fgsm_eps)
+
+    def copy_from(self, source: Trainer) -> None:
+        """Become an exact, independent copy of ``source`` (a trainer of the same config and
+        shapes): weights, BatchNorm statistics, optimizer and schedule state, step count and
+        a pending clean pass with its gradients. Nothing is shared, so training one leaves
+        the other as it was. (``copy.deepcopy`` of a trainer is not independent: the
+        scheduler's wrapper of ``optimizer.step`` would still step the source's weights.)"""
+        self.load_state_dict(copy.deepcopy(source.state_dict()))
+        for mine, theirs in zip(self.model.parameters(), source.model.parameters(), strict=True):
+            mine.grad = None if theirs.grad is None else theirs.grad.clone()
+        self._pending = copy.deepcopy(source._pending)
 
     def state_dict(self) -> dict[str, Any]:
         """Model, optimizer, scheduler and step counter (loadable with ``weights_only=True``)."""

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
+from copy import deepcopy
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -34,7 +35,7 @@ from mixenv.config import DEFAULT_GRIDS, EnvConfig
 from mixenv.msda import MixAction
 from mixenv.observation import ObservationLayout
 from mixenv.render import mix_picture
-from mixenv.rewards import REWARDS, HeldOut, StepOutcome
+from mixenv.rewards import REWARDS, HeldOut, Reward, StepOutcome
 
 Result = TypeVar("Result")
 
@@ -211,6 +212,7 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.observation_space = self.layout.space()
 
         self.trainer: Trainer | None = None
+        self._scratch: Trainer | None = None
         self.episode = 0
         self.restarts = 0
         self._episode_step = 0
@@ -274,43 +276,12 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if self.trainer is None or self._needs_reset:
             raise RuntimeError("call reset() before step() (the episode has ended)")
         mix_action = self.codec.decode(action)
-        x, labels = self._batch
-        y = F.one_hot(labels, self.data.num_classes).float()
-        params = msda.sample_action(mix_action, self.batch_size, x.shape[-2:], self._mix_generator)
-        if params is None:
-            plan, x_mixed, y_mixed = None, x, y
-        else:
-            plan = params.to(x.device).plan(x.shape, self._clean_saliency)
-            x_mixed, y_mixed = msda.apply_plan(x, y, plan)
-        self._last_mix = (x_mixed, plan)
         self._episode_step += 1
         info: dict[str, Any] = {"action": mix_action, "diverged": False}
-        self.reward.before_update(self.trainer)
         try:
-            result = self.trainer.mixed_step(x_mixed, y_mixed)
+            reward = self._update(mix_action, info)
         except NonFiniteLossError as error:
             return self._diverged(info, error)
-        value = self.reward(
-            StepOutcome(
-                action=mix_action,
-                clean_saliency=self._clean_saliency,
-                mixed_saliency=msda.input_saliency(result.mixed_input_grad),
-                result=result,
-                trainer=self.trainer,
-            )
-        )
-        if isinstance(value, Tensor):
-            info["sample_rewards"] = value.detach().float().cpu().numpy()
-            reward = float(info["sample_rewards"].mean())
-        else:
-            reward = float(value)
-        info.update(
-            loss=result.loss,
-            clean_loss=result.clean_loss,
-            accuracy=result.accuracy,
-            lr=result.lr,
-            grad_norm=result.grad_norm,
-        )
         ended = self._episode_step >= self.episode_length
         if ended:
             info.update(self._end_episode())
@@ -320,6 +291,25 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             return self._diverged(info, error, reward)
         terminated = ended and self.config.reinit_classifier
         return self._observation(), reward, terminated, ended and not terminated, info
+
+    @_with_grad
+    def try_action(
+        self, snapshot: EnvSnapshot, action: np.ndarray, mix_seed: int
+    ) -> tuple[float, dict[str, Any]]:
+        """The reward ``action`` gets from the moment of ``snapshot``, its mixing randomness
+        drawn from ``mix_seed``: the update and the reward only, on copies of the trainer and
+        reward (no episode end, no next batch). Afterwards the env stands on those copies;
+        ``restore(snapshot, copy=False)`` returns it to the snapshot exactly. A diverged
+        update scores NaN with ``info["diverged"]``."""
+        self.restore(snapshot, copy=True)
+        self._mix_generator.manual_seed(mix_seed)
+        mix_action = self.codec.decode(action)
+        info: dict[str, Any] = {"action": mix_action, "diverged": False}
+        try:
+            return self._update(mix_action, info), info
+        except NonFiniteLossError as error:
+            info.update(diverged=True, error=str(error))
+            return math.nan, info
 
     def render(self) -> np.ndarray | None:
         """With ``render_mode="rgb_array"``, :meth:`picture`; else ``None``."""
@@ -371,6 +361,40 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._batch, self._batch_mark = None, state["batches"]
         self._needs_reset = True
         self.reward.start_run(self.trainer, self._heldout())
+
+    def snapshot(self) -> EnvSnapshot:
+        """What a step reads and changes, held so :meth:`restore` can go back to this moment.
+
+        The trainer and reward objects themselves are kept (not copied), with the generator,
+        batch-stream and counter states, so a snapshot costs next to nothing.
+        """
+        if self.trainer is None:
+            raise RuntimeError("call reset() before snapshot()")
+        fields = {name: getattr(self, name) for name in _MOMENT}
+        return EnvSnapshot(
+            trainer=self.trainer,
+            reward=self.reward,
+            mix_generator=self._mix_generator.get_state(),
+            batches=self._batches.state_dict(),
+            fields=fields,
+        )
+
+    def restore(self, snapshot: EnvSnapshot, *, copy: bool) -> None:
+        """Go back to ``snapshot``. With ``copy`` the env continues on copies of the
+        snapshot's trainer and reward (a scratch trainer the env keeps for this), so the
+        snapshot can be restored again (a counterfactual step); without, on the very
+        objects (the env is then exactly as it was)."""
+        if copy:
+            if self._scratch is None:
+                self._scratch = self._new_trainer(seed=0)
+            self._scratch.copy_from(snapshot.trainer)
+            self.trainer, self.reward = self._scratch, deepcopy(snapshot.reward)
+        else:
+            self.trainer, self.reward = snapshot.trainer, snapshot.reward
+        self._mix_generator.set_state(snapshot.mix_generator)
+        self._batches.load_state_dict(snapshot.batches)
+        for name, value in snapshot.fields.items():
+            setattr(self, name, value)
 
     def _start_run(self) -> None:
         self._loader_generator.manual_seed(self._draw_seed())
@@ -434,6 +458,43 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._clean, self._clean_saliency = clean, msda.input_saliency(clean.input_grad)
         self._batch = batch
 
+    def _update(self, mix_action: MixAction, info: dict[str, Any]) -> float:
+        """Mix the current batch as ``mix_action`` says, train on it and score the step;
+        ``info`` gets the step's figures. Raises ``NonFiniteLossError`` (no update made)."""
+        x, labels = self._batch
+        y = F.one_hot(labels, self.data.num_classes).float()
+        params = msda.sample_action(mix_action, self.batch_size, x.shape[-2:], self._mix_generator)
+        if params is None:
+            plan, x_mixed, y_mixed = None, x, y
+        else:
+            plan = params.to(x.device).plan(x.shape, self._clean_saliency)
+            x_mixed, y_mixed = msda.apply_plan(x, y, plan)
+        self._last_mix = (x_mixed, plan)
+        self.reward.before_update(self.trainer)
+        result = self.trainer.mixed_step(x_mixed, y_mixed)
+        value = self.reward(
+            StepOutcome(
+                action=mix_action,
+                clean_saliency=self._clean_saliency,
+                mixed_saliency=msda.input_saliency(result.mixed_input_grad),
+                result=result,
+                trainer=self.trainer,
+            )
+        )
+        if isinstance(value, Tensor):
+            info["sample_rewards"] = value.detach().float().cpu().numpy()
+            reward = float(info["sample_rewards"].mean())
+        else:
+            reward = float(value)
+        info.update(
+            loss=result.loss,
+            clean_loss=result.clean_loss,
+            accuracy=result.accuracy,
+            lr=result.lr,
+            grad_norm=result.grad_norm,
+        )
+        return reward
+
     def _observation(self) -> dict[str, np.ndarray]:
         pooled = msda.pool_to_grid(self._clean_saliency, self.obs_grid)
         saliency = msda.normalize_saliency(pooled)
@@ -474,6 +535,32 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._needs_reset = True
         self._diverged_last = True
         return self._observation(), reward, True, False, info
+
+
+_MOMENT = (
+    "episode",
+    "restarts",
+    "_episode_step",
+    "_needs_reset",
+    "_diverged_last",
+    "_batch",
+    "_batch_mark",
+    "_clean",
+    "_clean_saliency",
+    "_last_mix",
+)
+"""The env's attributes that a step replaces (never modifies in place)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EnvSnapshot:
+    """A moment of an environment's run (see :meth:`MixupTrainingEnv.snapshot`)."""
+
+    trainer: Trainer
+    reward: Reward
+    mix_generator: Tensor
+    batches: dict[str, Any]
+    fields: dict[str, Any]
 
 
 def _configure(config: EnvConfig | None, overrides: dict[str, Any]) -> EnvConfig:

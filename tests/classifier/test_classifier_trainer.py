@@ -212,3 +212,18 @@ def test_config_rejects_bad_values():
     ):
         with pytest.raises(ValueError):
             TrainerConfig(**bad)
+
+
+def test_a_copy_trains_exactly_like_its_source_and_independently(digits):
+    (x, y), (x2, y2) = _batches(digits, 2)
+    source = _trainer(digits, schedule="onecycle")
+    source.train_step(x, y)
+    source.clean_pass(x2, y2)  # a pending clean pass with gradients waiting
+    copy = _trainer(digits, seed=9, schedule="onecycle")
+    copy.copy_from(source)
+    before = _params(source)
+    copy.mixed_step(x2, F.one_hot(y2, 10).float())
+    assert _all_equal(before, _params(source))  # training the copy left the source alone
+    source.mixed_step(x2, F.one_hot(y2, 10).float())
+    assert _all_equal(_params(source), _params(copy))
+    assert source.lr == copy.lr and source.step == copy.step == 2
