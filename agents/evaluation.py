@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -37,6 +38,13 @@ class RunRecord:
         if self.diverged or not self.episodes:
             return math.nan
         return self.episodes[-1][metric]
+
+    def median_last(self, metric: str, count: int) -> float:
+        """The median of ``metric`` over the last ``count`` episode ends (the MSDA tables'
+        convention for final accuracy); NaN if the run diverged or has no episode."""
+        if self.diverged or not self.episodes:
+            return math.nan
+        return statistics.median(e[metric] for e in self.episodes[-count:])
 
     @property
     def mean_reward(self) -> float:

@@ -15,9 +15,11 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from agents.evaluation import RunRecord
+from agents.statistics import PairedComparison, paired_comparison
 
 COLUMNS = {
     "test_accuracy": "test acc",
+    "test_accuracy_median": "test acc (median last N)",
     "test_ece": "ECE",
     "test_fgsm_accuracy": "FGSM acc",
     "mean_reward": "reward/step",
@@ -26,8 +28,15 @@ COLUMNS = {
 """Summary columns: final test figures, mean reward per step, median seconds per step."""
 
 
-def summarize(records: Sequence[RunRecord], policies: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per policy: mean and standard deviation over its runs (seeds) of each column.
+PAIRED_METRICS = {"test_accuracy_median": "test acc (median last N)", "mean_reward": "reward/step"}
+"""Metrics compared seed by seed against the reference policy."""
+
+
+def summarize(
+    records: Sequence[RunRecord], policies: Sequence[str], last: int = 3
+) -> list[dict[str, Any]]:
+    """One row per policy: mean and standard deviation over its runs (seeds) of each column
+    (``test_accuracy_median``: the median of each run's last ``last`` episode ends).
 
     Diverged runs are counted in ``diverged`` and left out of the final test figures.
     """
@@ -40,7 +49,7 @@ def summarize(records: Sequence[RunRecord], policies: Sequence[str]) -> list[dic
             "diverged": sum(r.diverged for r in mine),
         }
         for key in COLUMNS:
-            values = [v for v in (_value(r, key) for r in mine) if not math.isnan(v)]
+            values = [v for v in (_value(r, key, last) for r in mine) if not math.isnan(v)]
             row[key] = statistics.fmean(values) if values else math.nan
             row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         rows.append(row)
@@ -63,10 +72,15 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_report(
-    out: Path, config: dict[str, Any], records: Sequence[RunRecord], rows: Sequence[dict[str, Any]]
+    out: Path,
+    config: dict[str, Any],
+    records: Sequence[RunRecord],
+    rows: Sequence[dict[str, Any]],
+    paired: Sequence[dict[str, Any]] = (),
 ) -> list[Path]:
-    """Write ``results.csv`` (the rows), ``results.json`` (config, rows, every run) and
-    ``accuracy_per_episode.png`` (mean test accuracy per episode per policy) into ``out``."""
+    """Write ``results.csv`` (the rows), ``results.json`` (config, rows, paired comparisons,
+    every run) and ``accuracy_per_episode.png`` (mean test accuracy per episode per policy)
+    into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -80,6 +94,7 @@ def write_report(
         "config": config,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "summary": list(rows),
+        "paired": list(paired),
         "runs": runs,
     }
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=float))
@@ -102,7 +117,53 @@ def write_report(
     return [out / "results.csv", out / "results.json", out / "accuracy_per_episode.png"]
 
 
-def _value(record: RunRecord, key: str) -> float:
+def paired_rows(
+    records: Sequence[RunRecord], policies: Sequence[str], reference: str, last: int = 3
+) -> list[dict[str, Any]]:
+    """One row per policy but ``reference``: for each of :data:`PAIRED_METRICS`, the mean
+    per-seed difference to ``reference``, its bootstrap 95% interval and the probability of
+    improvement (:func:`agents.statistics.paired_comparison`)."""
+
+    def by_seed(policy: str, key: str) -> dict[int, float]:
+        return {r.seed: _value(r, key, last) for r in records if r.policy == policy}
+
+    rows = []
+    for policy in policies:
+        if policy == reference:
+            continue
+        row: dict[str, Any] = {"policy": policy, "reference": reference}
+        for key in PAIRED_METRICS:
+            try:
+                comparison = paired_comparison(by_seed(policy, key), by_seed(reference, key))
+            except ValueError:
+                comparison = PairedComparison(0, math.nan, math.nan, math.nan, math.nan)
+            row[key] = asdict(comparison)
+        rows.append(row)
+    return rows
+
+
+def paired_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The paired rows as a markdown table: difference [95% CI], P(improvement), seeds."""
+    header = "| policy | " + " | ".join(
+        f"{name} - {rows[0]['reference']} [95% CI] | P(better)" for name in PAIRED_METRICS.values()
+    )
+    lines = [header + " | seeds |", "|" + "---|" * (2 * len(PAIRED_METRICS) + 2)]
+    for row in rows:
+        cells = []
+        for key in PAIRED_METRICS:
+            c = row[key]
+            cells.append(
+                f"{c['mean_difference']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | "
+                f"{c['probability_of_improvement']:.2f}"
+            )
+        seeds = row[next(iter(PAIRED_METRICS))]["seeds"]
+        lines.append(f"| {row['policy']} | " + " | ".join(cells) + f" | {seeds} |")
+    return "\n".join(lines)
+
+
+def _value(record: RunRecord, key: str, last: int = 3) -> float:
+    if key == "test_accuracy_median":
+        return record.median_last("test_accuracy", last)
     if key == "mean_reward":
         return record.mean_reward
     if key == "seconds_per_step":

@@ -31,7 +31,7 @@ from agents import (
     run_policy,
 )
 from agents.envs import make_env
-from agents.report import markdown_table, summarize, write_report
+from agents.report import markdown_table, paired_markdown, paired_rows, summarize, write_report
 from mixenv import msda
 from mixenv.config import EnvConfig, config_to_dict
 
@@ -53,6 +53,11 @@ class EvaluateConfig:
     """Seeds; each policy gets one fresh classifier run per seed."""
     episodes: int = 3
     """Episodes per run; the final figures are those of the last episode's end."""
+    last_episodes: int = 3
+    """The final test accuracy is also reported as the median of this many last episode ends."""
+    reference: str = "random"
+    """Policy every other one is compared with, seed by seed (bootstrap 95% interval of the
+    mean difference and probability of improvement); it must be among --policies."""
     out: Path = Path("results")
     """Folder of results.csv, results.json and accuracy_per_episode.png."""
 
@@ -92,9 +97,15 @@ def main(config: EvaluateConfig) -> None:
                 raise SystemExit(f"cannot load agent {policy_name}: {error}") from error
         records.append(run_policy(policy, env, config.episodes, seed, name=policy_name))
         env.close()
-    rows = summarize(records, config.policies)
+    rows = summarize(records, config.policies, config.last_episodes)
     print(markdown_table(rows))
-    files = write_report(config.out, config_to_dict(config), records, rows)
+    paired = []
+    if config.reference in config.policies and len(config.policies) > 1:
+        paired = paired_rows(records, config.policies, config.reference, config.last_episodes)
+        print(f"\npaired against {config.reference} (same seeds):\n" + paired_markdown(paired))
+    else:
+        print(f"\nno paired comparison: the reference {config.reference!r} is not evaluated")
+    files = write_report(config.out, config_to_dict(config), records, rows, paired)
     print("wrote " + ", ".join(str(f) for f in files))
 
 

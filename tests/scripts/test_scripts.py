@@ -111,15 +111,21 @@ def test_evaluate_policies_compares_heuristics_and_an_agent(trained_run, tmp_pat
         "2",
         "--out",
         str(out),
+        "--reference",
+        "vanilla",
         *TINY_ENV,
         cwd=tmp_path,
     )
-    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    tables = result.stdout.split("paired against vanilla")
+    table = [line for line in tables[0].splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(policies)
+    paired = [line for line in tables[1].splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in paired[1:]] == [f"| {p}" for p in policies[1:]]
     for policy in policies:
         assert any(line.startswith(f"| {policy} |") for line in table)
     summary = json.loads((out / "results.json").read_text())
     assert [row["policy"] for row in summary["summary"]] == policies
+    assert [row["policy"] for row in summary["paired"]] == policies[1:]
     assert len(summary["runs"]) == 2 * len(policies)
     assert all(len(run_["episodes"]) == 2 for run_ in summary["runs"])
     assert (out / "results.csv").read_text().count("\n") == 1 + len(policies)
