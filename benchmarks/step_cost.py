@@ -15,11 +15,13 @@ same round.
 
 Each env case runs with the clean CE term off (the clean pass computes input gradients only)
 and, in the full run, on. ``--quick`` measures plain, R-Mix and PPO with the term off and ends
-with the line ``env step / plain step: rmix X.XX, ppo Y.YY``. ``clean pass only`` times the
-clean pass alone (forward + input-only backward): ``1 + clean/plain`` is the floor of any env
-step, whatever the mixing costs.
+with the line ``env step / plain step: rmix X.XX, ppo Y.YY``. ``--rewards`` measures R-Mix under
+every registered reward (``env rmix ... reward NAME``; the default is ``grad_cosine``).
+``clean pass only`` times the clean pass alone (forward + input-only backward):
+``1 + clean/plain`` is the floor of any env step, whatever the mixing costs.
 
     python benchmarks/step_cost.py --quick
+    python benchmarks/step_cost.py --rewards       # the cost of each reward
     python benchmarks/step_cost.py                 # + every heuristic, clean term, batch, grid
 """
 
@@ -49,6 +51,7 @@ from classifier import (
 )
 from mixenv.env import MixupTrainingEnv
 from mixenv.msda import MixAction
+from mixenv.rewards import REWARDS
 
 CIFAR_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
 HEURISTICS = ("none", "mixup", "cutmix", "region_mixup", "rmix")
@@ -139,8 +142,8 @@ def env_loop(env: MixupTrainingEnv, decide: Callable[[dict], object]) -> Step:
     return step
 
 
-def heuristic_case(setup: Setup, clean: float, policy: str) -> Step:
-    env = setup.env(clean)
+def heuristic_case(setup: Setup, clean: float, policy: str, reward: str) -> Step:
+    env = setup.env(clean, reward=reward)
     chooser = make_policy(policy, env, seed=0)
     return env_loop(env, lambda obs: chooser.predict(obs)[0])
 
@@ -240,7 +243,8 @@ def build(name: str, setup: Setup, ppo_steps: int) -> Step:
     policy = name.split()[1]
     if policy == "ppo":
         return ppo_case(setup, clean, ppo_steps)
-    return heuristic_case(setup, clean, policy)
+    reward = name.split(" reward ")[1] if " reward " in name else "grad_cosine"
+    return heuristic_case(setup, clean, policy, reward)
 
 
 def sweeps(setup: Setup, rounds: int) -> None:
@@ -272,6 +276,9 @@ def sweeps(setup: Setup, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="plain, rmix and ppo only (~1 min)")
+    parser.add_argument(
+        "--rewards", action="store_true", help="plain and R-Mix under every registered reward"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 8, quick 4)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--model", default="small_cnn")
@@ -299,10 +306,15 @@ def main() -> None:
         f"{args.ppo_steps} steps"
     )
     names = ["plain", "clean pass only", "env rmix (clean off)", "env ppo (clean off)"]
-    if not args.quick:
-        names = ["plain", "clean pass only"] + [
-            f"env {p} (clean {c})" for c in ("off", "on") for p in (*HEURISTICS, "ppo")
-        ]
+    reward_cases = [f"env rmix (clean off) reward {r}" for r in REWARDS if r != "grad_cosine"]
+    if args.rewards:
+        names = ["plain", "env rmix (clean off)", *reward_cases]
+    elif not args.quick:
+        names = (
+            ["plain", "clean pass only"]
+            + [f"env {p} (clean {c})" for c in ("off", "on") for p in (*HEURISTICS, "ppo")]
+            + reward_cases
+        )
     rounds = args.rounds or (4 if args.quick else 8)
     times = measure({name: build(name, setup, args.ppo_steps) for name in names}, rounds, 3)
     print(table(times))
@@ -316,10 +328,12 @@ def main() -> None:
         sweeps(setup, max(3, rounds // 2))
 
     ratio = ratios(times, "plain")
-    print(
-        f"env step / plain step: rmix {ratio['env rmix (clean off)']:.2f}, "
-        f"ppo {ratio['env ppo (clean off)']:.2f}"
+    summary = ", ".join(
+        f"{name.removeprefix('env ').replace(' (clean off)', '')} {ratio[name]:.2f}"
+        for name in names
+        if name.startswith("env")
     )
+    print(f"env step / plain step: {summary}")
 
 
 if __name__ == "__main__":
