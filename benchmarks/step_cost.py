@@ -319,7 +319,7 @@ def main() -> None:
     times = measure({name: build(name, setup, args.ppo_steps) for name in names}, rounds, 3)
     print(table(times))
 
-    if not args.quick:
+    if not (args.quick or args.rewards):
         print("\nresident memory (MB) of a fresh process running one case for 4 steps")
         print("| case | peak RSS | added by the steps |\n|---|---:|---:|")
         for name in ("plain", "env rmix (clean off)", "env rmix (clean on)", "env ppo (clean off)"):
