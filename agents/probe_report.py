@@ -15,12 +15,13 @@ from matplotlib.figure import Figure
 from agents.probe import Estimate, PointSummary, StateTrials
 
 
-def _cell(estimate: Estimate | None, digits: int = 3) -> str:
+def _cell(estimate: Estimate | None) -> str:
+    """``mean ± se`` in significant digits (rewards differ in scale by orders of magnitude)."""
     if estimate is None or math.isnan(estimate.mean):
         return "-"
     if math.isnan(estimate.se):
-        return f"{estimate.mean:.{digits}f}"
-    return f"{estimate.mean:.{digits}f} ± {estimate.se:.{digits}f}"
+        return f"{estimate.mean:.4g}"
+    return f"{estimate.mean:.4g} ± {estimate.se:.2g}"
 
 
 def markdown_table(summaries: Sequence[PointSummary]) -> str:
@@ -53,11 +54,24 @@ def markdown_table(summaries: Sequence[PointSummary]) -> str:
             _cell(s.oracle_minus_best_fixed),
             _cell(s.interaction_sd),
             _cell(s.per_image_gain),
-            f"{s.noise_sd:.3f}",
+            f"{s.noise_sd:.3g}",
             *[_cell(s.policies.get(name)) for name in policies],
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def read_summaries(path: Path) -> list[PointSummary]:
+    """The point summaries of a ``probe.json`` that :func:`write_probe` wrote."""
+    summaries = []
+    for data in json.loads(Path(path).read_text())["summaries"]:
+        fields = {
+            key: Estimate(**value) if isinstance(value, dict) and "se" in value else value
+            for key, value in data.items()
+        }
+        fields["policies"] = {k: Estimate(**v) for k, v in data["policies"].items()}
+        summaries.append(PointSummary(**fields))
+    return summaries
 
 
 def write_probe(
