@@ -7,6 +7,7 @@ from classifier.data import (
     DatasetNotFoundError,
     build_dataset,
     channel_stats,
+    identity_change,
 )
 from classifier.loader import BatchLoader, BatchStream, to_float_images
 from classifier.metrics import EvalResult, evaluate, expected_calibration_error, topk_correct
@@ -41,6 +42,7 @@ __all__ = [
     "default_padding",
     "evaluate",
     "expected_calibration_error",
+    "identity_change",
     "random_crop_flip",
     "to_float_images",
     "topk_correct",

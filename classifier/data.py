@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ IMAGE_EXTENSIONS = (
     ".pgm",
 )
 _PROGRESS_MIN_FILES = 1000
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -72,6 +74,28 @@ class DatasetBundle:
     class_names: tuple[str, ...]
     hflip: bool = True
 
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names for {self.num_classes} classes"
+            )
+        for split in ("train", "test"):
+            _check_split(self, split)
+
+    def identity(self) -> dict[str, Any]:
+        """What a saved training run needs to find again: name, classes, counts, image shape.
+
+        Plain values (strings, ints, lists), so it can be stored with ``weights_only`` or JSON.
+        """
+        return {
+            "name": self.name,
+            "classes": list(self.class_names),
+            "train_images": len(self.train_images),
+            "test_images": len(self.test_images),
+            "channels": self.in_channels,
+            "image_size": list(self.image_size),
+        }
+
     def train_loader(
         self,
         batch_size: int,
@@ -90,6 +114,66 @@ class DatasetBundle:
             flip=self.hflip,
             device=device,
         )
+
+
+def identity_change(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """How the dataset ``current`` (a :meth:`DatasetBundle.identity`) differs from ``saved``;
+    ``None`` when they are the same."""
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        before, now = saved.get(key), current.get(key)
+        if before == now:
+            continue
+        if key == "classes" and isinstance(before, list) and isinstance(now, list):
+            added = [c for c in now if c not in before]
+            removed = [c for c in before if c not in now]
+            detail = "; ".join(
+                part
+                for part in (
+                    f"added {_some(added)}" if added else "",
+                    f"removed {_some(removed)}" if removed else "",
+                    "reordered" if not added and not removed else "",
+                )
+                if part
+            )
+            changes.append(f"classes {len(before)} -> {len(now)} ({detail})")
+        else:
+            changes.append(f"{key} {before} -> {now}")
+    return ", ".join(changes) or None
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _check_split(bundle: DatasetBundle, split: str) -> None:
+    """Shapes, label range and (for float images) finiteness of one split."""
+    images, labels = getattr(bundle, f"{split}_images"), getattr(bundle, f"{split}_labels")
+    expected = (bundle.in_channels, *bundle.image_size)
+    if images.dim() != 4 or tuple(images.shape[1:]) != expected or not len(images):
+        raise ValueError(
+            f"{split}_images must be a non-empty [N, {', '.join(map(str, expected))}] tensor, "
+            f"got {tuple(images.shape)}"
+        )
+    if labels.shape != (len(images),) or labels.is_floating_point():
+        raise ValueError(
+            f"{split}_labels must be {len(images)} integer class indices, got "
+            f"{tuple(labels.shape)} {labels.dtype}"
+        )
+    if int(labels.min()) < 0 or int(labels.max()) >= bundle.num_classes:
+        raise ValueError(
+            f"{split}_labels must lie in [0, {bundle.num_classes - 1}], got "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
+    if images.is_floating_point():
+        finite = torch.isfinite(images.flatten(1)).all(dim=1)
+        if not finite.all():
+            bad = (~finite).nonzero().flatten()
+            raise ValueError(
+                f"{split}_images of {bundle.name} hold non-finite values (NaN or inf) in "
+                f"{len(bad)} image(s), the first at index {int(bad[0])}"
+            )
 
 
 def build_dataset(
@@ -212,27 +296,37 @@ def _image_folder(name: str, root: Path) -> DatasetBundle:
     train_dir, test_dir = root / "train", root / "test"
     if not train_dir.is_dir() or not test_dir.is_dir():
         raise ValueError(f"{root} lacks a train/ or test/ folder; {expected}")
-    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    test_classes = sorted(p.name for p in test_dir.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in train_dir.iterdir() if _is_class_folder(p))
+    test_classes = sorted(p.name for p in test_dir.iterdir() if _is_class_folder(p))
     if not classes or not set(test_classes) <= set(classes):
         raise ValueError(
             f"class folders of {train_dir} ({len(classes)}) and {test_dir} "
             f"({len(test_classes)}) do not match; {expected}"
         )
     files = {split: _list_images(root / split, classes, expected) for split in ("train", "test")}
-    mode = _channel_mode(files["train"][0][0])
     total = sum(len(f) for f in files.values())
     with tqdm(
         total=total, desc=f"decoding {root.name}", unit="img", disable=total < _PROGRESS_MIN_FILES
     ) as progress:
-        train = _decode(files["train"], mode, progress)
-        test = _decode(files["test"], mode, progress)
-    if train[0].shape[1:] != test[0].shape[1:]:
-        raise ValueError(
-            f"train images are {tuple(train[0].shape[1:])} but test images are "
-            f"{tuple(test[0].shape[1:])}; all images must share one size"
-        )
+        arrays = {split: _decode(paths, progress) for split, paths in files.items()}
+    first = files["train"][0][0]
+    size = arrays["train"][0].shape[:2]
+    for split, paths in files.items():
+        for (path, _), array in zip(paths, arrays[split], strict=True):
+            if array.shape[:2] != size:
+                raise ValueError(
+                    f"{path} is {array.shape[:2]} but {first} is {size}; all images must "
+                    "share one size"
+                )
+    # one colour image makes the whole dataset RGB (grayscale ones are replicated, as PIL does)
+    colour = any(a.ndim == 3 for split in arrays.values() for a in split)
+    train, test = (_stack(arrays[s], files[s], colour) for s in ("train", "test"))
     return _bundle(name, train, test, classes)
+
+
+def _is_class_folder(path: Path) -> bool:
+    """A visible folder (``.ipynb_checkpoints`` and other hidden folders are not classes)."""
+    return path.is_dir() and not path.name.startswith(".")
 
 
 def _list_images(split_dir: Path, classes: list[str], expected: str) -> list[tuple[Path, int]]:
@@ -241,7 +335,7 @@ def _list_images(split_dir: Path, classes: list[str], expected: str) -> list[tup
         for label, cls in enumerate(classes)
         if (split_dir / cls).is_dir()
         for path in sorted((split_dir / cls).iterdir())
-        if path.suffix.lower() in IMAGE_EXTENSIONS
+        if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
     ]
     if not files:
         raise ValueError(
@@ -251,23 +345,26 @@ def _list_images(split_dir: Path, classes: list[str], expected: str) -> list[tup
     return files
 
 
-def _channel_mode(path: Path) -> str:
-    with Image.open(path) as image:
-        return "L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-
-
-def _decode(files: list[tuple[Path, int]], mode: str, progress: tqdm) -> tuple[Tensor, Tensor]:
+def _decode(files: list[tuple[Path, int]], progress: tqdm) -> list[np.ndarray]:
+    """Each image as uint8 ``[H, W]`` (grayscale modes) or ``[H, W, 3]`` (any other mode)."""
     arrays = []
     for path, _ in files:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert(mode), dtype=np.uint8)
-        if arrays and array.shape != arrays[0].shape:
-            raise ValueError(
-                f"{path} is {array.shape[:2]} but {files[0][0]} is "
-                f"{arrays[0].shape[:2]}; all images must share one size"
-            )
-        arrays.append(array)
+        try:
+            with Image.open(path) as image:
+                mode = "L" if image.mode in _GRAY_MODES else "RGB"
+                arrays.append(np.asarray(image.convert(mode), dtype=np.uint8))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            raise ValueError(f"cannot read image {path}: {error}") from error
         progress.update()
-    images = torch.from_numpy(np.stack(arrays))
-    images = images.unsqueeze(1) if mode == "L" else images.permute(0, 3, 1, 2).contiguous()
+    return arrays
+
+
+def _stack(
+    arrays: list[np.ndarray], files: list[tuple[Path, int]], colour: bool
+) -> tuple[Tensor, Tensor]:
+    if colour:
+        arrays = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2) for a in arrays]
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    else:
+        images = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
     return images, torch.tensor([label for _, label in files], dtype=torch.long)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,16 @@ from classifier.metrics import EvalResult, evaluate
 from classifier.models import MODEL_NAMES, Normalize, build_model
 
 SCHEDULES = ("multistep", "onecycle", "constant")
+SCHEDULE_FIELDS = (
+    "lr",
+    "schedule",
+    "milestones",
+    "gamma",
+    "onecycle_pct_start",
+    "onecycle_div_factor",
+    "onecycle_final_div_factor",
+)
+"""The `TrainerConfig` fields that shape the learning-rate schedule."""
 MixFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
@@ -381,21 +392,50 @@ class Trainer:
         self._pending = copy.deepcopy(source._pending)
 
     def state_dict(self) -> dict[str, Any]:
-        """Model, optimizer, scheduler and step counter (loadable with ``weights_only=True``)."""
+        """Model, optimizer, scheduler, the schedule's plan and the step counter (loadable
+        with ``weights_only=True``)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "schedule_plan": self.schedule_plan(),
             "step": self.step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned (a pending clean pass is dropped)."""
+        """Restore what `state_dict` returned (a pending clean pass is dropped).
+
+        When this trainer plans another schedule than the saved one (a longer run, another
+        learning rate or schedule shape: see :meth:`schedule_plan`), the schedule is
+        re-planned: from the saved step on, the learning rate (and OneCycle's momentum)
+        follow this trainer's schedule, as if it had been planned so from the start. The
+        weights, the momentum buffers and the step count are the saved ones.
+        """
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self._pending = None
+        if state.get("schedule_plan") == self.schedule_plan():
+            self.scheduler.load_state_dict(state["scheduler"])
+        else:
+            self._seek_schedule()
+
+    def schedule_plan(self) -> dict[str, Any]:
+        """The schedule's horizon (``total_steps``) and the settings that shape it."""
+        plan = {name: getattr(self.config, name) for name in SCHEDULE_FIELDS}
+        plan["milestones"] = list(plan["milestones"])
+        return {"total_steps": self.total_steps, **plan}
+
+    def _seek_schedule(self) -> None:
+        """A new scheduler of this trainer's plan, advanced to ``self.step``."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
+            group.pop("initial_lr", None)
+        self.scheduler = _make_scheduler(self.optimizer, self.config, self.total_steps)
+        with warnings.catch_warnings():  # stepping the schedule alone is the point here
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)`")
+            for _ in range(min(self.step, self.total_steps - 1)):
+                self.scheduler.step()
 
     def _input(self, x: Tensor) -> Tensor:
         # channels-last: about 30% faster convolutions, pooling and BatchNorm on the CPU

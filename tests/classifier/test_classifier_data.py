@@ -1,9 +1,18 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from classifier import DATASET_NAMES, DatasetNotFoundError, build_dataset, channel_stats
+from classifier import (
+    DATASET_NAMES,
+    DatasetBundle,
+    DatasetNotFoundError,
+    build_dataset,
+    channel_stats,
+    identity_change,
+)
 
 
 def test_digits_split_is_deterministic_stratified_and_in_pixel_space():
@@ -86,3 +95,58 @@ def test_unknown_dataset_lists_valid_names(name):
     with pytest.raises(ValueError) as info:
         build_dataset(name)
     assert all(valid in str(info.value) for valid in DATASET_NAMES)
+
+
+def test_one_colour_image_makes_the_whole_folder_rgb_whatever_comes_first(tmp_path):
+    _write_tree(tmp_path)
+    gray = np.arange(30, dtype=np.uint8).reshape(5, 6)
+    Image.fromarray(gray).save(tmp_path / "train" / "cat" / "0.png")  # the first file
+    bundle = build_dataset(f"imagefolder:{tmp_path}")
+    assert bundle.in_channels == 3 and bundle.train_images.shape == (6, 3, 5, 6)
+    for channel in range(3):  # the grayscale image is replicated, as PIL's convert("RGB")
+        assert torch.equal(bundle.train_images[0, channel], torch.from_numpy(gray))
+    second = np.array(Image.open(tmp_path / "train" / "cat" / "1.png"))
+    assert torch.equal(bundle.train_images[1], torch.from_numpy(second).permute(2, 0, 1))
+
+
+def test_a_truncated_or_unreadable_image_is_named(tmp_path):
+    _write_tree(tmp_path)
+    path = tmp_path / "train" / "dog" / "1.png"
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(ValueError, match=f"cannot read image {path}"):
+        build_dataset(f"imagefolder:{tmp_path}")
+    path.write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match=f"cannot read image {path}"):
+        build_dataset(f"imagefolder:{tmp_path}")
+
+
+def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
+    _write_tree(tmp_path)
+    for split in ("train", "test"):
+        hidden = tmp_path / split / ".ipynb_checkpoints"
+        hidden.mkdir()
+        Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(hidden / "0.png")
+    (tmp_path / "train" / "cat" / "._0.png").write_bytes(b"resource fork")
+    bundle = build_dataset(f"imagefolder:{tmp_path}")
+    assert bundle.class_names == ("cat", "dog") and len(bundle.train_images) == 6
+
+
+def test_non_finite_images_are_refused_when_the_data_is_built():
+    digits = build_dataset("digits")
+    test_images = digits.test_images.clone()
+    test_images[7, 0, 3, 3] = float("nan")
+    fields = {f.name: getattr(digits, f.name) for f in dataclasses.fields(digits)}
+    with pytest.raises(ValueError, match="test_images .* non-finite .* index 7"):
+        DatasetBundle(**{**fields, "test_images": test_images})
+    with pytest.raises(ValueError, match=r"train_labels must lie in \[0, 9\]"):
+        DatasetBundle(**{**fields, "train_labels": digits.train_labels + 1})
+
+
+def test_identity_names_what_changed(tmp_path):
+    _write_tree(tmp_path)
+    saved = build_dataset(f"imagefolder:{tmp_path}").identity()
+    assert identity_change(saved, saved) is None
+    (tmp_path / "train" / "bird").mkdir()
+    Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(tmp_path / "train" / "bird" / "0.png")
+    change = identity_change(saved, build_dataset(f"imagefolder:{tmp_path}").identity())
+    assert change == "classes 2 -> 3 (added bird), train_images 6 -> 7"

@@ -197,6 +197,47 @@ def test_state_dict_round_trip_through_weights_only_load(digits):
     assert _all_equal(_params(restored), _params(trainer))
 
 
+def _lrs_and_momenta(trainer, x, y, count):
+    """The learning rate and momentum of each of ``count`` steps, flat."""
+    values = []
+    for _ in range(count):
+        values += [trainer.train_step(x, y).lr, trainer.optimizer.param_groups[0]["momentum"]]
+    return values
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "multistep"])
+def test_a_longer_plan_re_plans_the_schedule_at_the_saved_step(digits, schedule):
+    ((x, y),) = _batches(digits, 1)
+    short = _trainer(digits, epochs=2, steps=4, schedule=schedule, clean_loss_weight=0.0)
+    for _ in range(8):  # the whole short plan
+        short.train_step(x, y)
+    state = short.state_dict()
+    longer = _trainer(digits, epochs=5, steps=4, schedule=schedule, clean_loss_weight=0.0)
+    longer.load_state_dict(state)
+    planned = _trainer(digits, epochs=5, steps=4, schedule=schedule, clean_loss_weight=0.0)
+    for _ in range(8):  # a run planned for 20 steps from the start, at step 8
+        planned.train_step(x, y)
+    assert longer.step == 8 and longer.lr == pytest.approx(planned.lr)
+    # stepping on to the new horizon and past it neither crashes nor keeps the old rate
+    assert _lrs_and_momenta(longer, x, y, 14) == pytest.approx(_lrs_and_momenta(planned, x, y, 14))
+    if schedule == "multistep":
+        assert planned.lr == pytest.approx(0.001) and short.lr == pytest.approx(0.001)
+        assert state["schedule_plan"]["total_steps"] == 8
+
+
+def test_a_changed_learning_rate_is_re_planned_and_the_same_plan_restores_exactly(digits):
+    ((x, y),) = _batches(digits, 1)
+    trainer = _trainer(digits, clean_loss_weight=0.0)
+    for _ in range(3):
+        trainer.train_step(x, y)
+    lower = _trainer(digits, lr=0.05, clean_loss_weight=0.0)
+    lower.load_state_dict(trainer.state_dict())
+    assert lower.lr == pytest.approx(0.05)
+    same = _trainer(digits, clean_loss_weight=0.0)
+    same.load_state_dict(trainer.state_dict())
+    assert same.scheduler.state_dict() == trainer.scheduler.state_dict()
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError) as info:
         TrainerConfig(model="vgg")
