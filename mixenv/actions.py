@@ -75,7 +75,9 @@ class ActionCodec:
                 f"action must have shape ({len(self.fields)},) = [method, grid, alpha] + "
                 f"{self.topk_slots} top-k, got {array.shape}"
             )
-        if not np.issubdtype(array.dtype, np.integer):
+        if array.dtype.kind not in "iuf":
+            raise ValueError(f"action must hold integer indices, got {array.dtype} values {action!r}")
+        if array.dtype.kind == "f":
             if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
                 raise ValueError(f"action must hold integer indices, got {array.tolist()}")
             array = array.astype(np.int64)

@@ -27,6 +27,7 @@ from classifier import (
     NonFiniteLossError,
     Trainer,
     build_dataset,
+    identity_change,
     to_float_images,
 )
 from mixenv import ENV_ID, msda
@@ -152,8 +153,19 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     - ``render_mode``: ``"rgb_array"`` for pictures of the last mixed batch and its masks.
     - any other keyword: an ``EnvConfig`` field overriding ``config``'s (``batch_size=16``).
 
-    Under SB3's ``SubprocVecEnv`` use ``start_method="spawn"`` (or ``"forkserver"``): a process
-    forked after torch has run CPU kernels can hang in its thread pool.
+    ## Vector environments
+
+    Gymnasium's ``make_vec`` (sync or async) and SB3's vector envs work. Subprocess workers
+    must not be forked once the parent has run torch with more than one thread: a forked
+    worker can hang in torch's thread pool (torch's behaviour). Use ``start_method="spawn"``
+    (or ``"forkserver"``) with SB3's ``SubprocVecEnv`` and ``vector_kwargs={"context":
+    "spawn"}`` with ``gym.make_vec(..., vectorization_mode="async")``. A spawned worker starts
+    a fresh interpreter that has not registered this env: give the id with its module,
+    ``gym.make_vec("mixenv.env:mixenv/MixupTraining-v0", ...)`` (Gymnasium imports
+    ``mixenv.env`` in the worker first), or build the envs with functions defined in an
+    importable module that imports ``mixenv.env`` at module level. ``info`` keys never collide
+    with the wrappers' own (``episode``, ``final_info``, ...), so the episode statistics
+    wrappers work in either autoreset mode.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -340,20 +352,36 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if self.trainer is None:
             raise RuntimeError("call reset() before state_dict()")
         return {
+            "data": self.data.identity(),
             "trainer": self.trainer.state_dict(),
             "episode": self.episode,
             "restarts": self.restarts,
+            "diverged_last": self._diverged_last,
             "batches": self._batch_mark,
             "mix_generator": self._mix_generator.get_state(),
             "np_random": self.np_random.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a run saved by :meth:`state_dict`; the next ``reset()`` must not seed."""
+        """Restore a run saved by :meth:`state_dict`; the next ``reset()`` must not seed.
+
+        The learning-rate schedule is re-planned when this env plans another one (a longer
+        run, another schedule setting; see ``classifier.Trainer.load_state_dict``).
+
+        Raises:
+            ValueError: the run was saved with other data (classes, image counts or shape).
+        """
+        change = identity_change(state["data"], self.data.identity())
+        if change:
+            raise ValueError(
+                f"the run was saved with other data than {self.data.name} holds now ({change}); "
+                "continue it with the data it was trained on"
+            )
         self.trainer = self._new_trainer(seed=0)
         self.trainer.load_state_dict(state["trainer"])
         self.episode = int(state["episode"])
         self.restarts = int(state["restarts"])
+        self._diverged_last = bool(state["diverged_last"])
         self._mix_generator.set_state(state["mix_generator"])
         self.np_random.bit_generator.state = state["np_random"]
         self._batches = self._batch_stream()

@@ -6,6 +6,15 @@ import torch
 from torch import Tensor
 
 
+def check_generator(generator: object, name: str = "generator") -> None:
+    """Check that ``generator`` is a ``torch.Generator`` (never the global random state)."""
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(
+            f"{name} must be a torch.Generator (the MSDA core never draws from the global "
+            f"random state), got {_describe(generator)}; e.g. torch.Generator().manual_seed(0)"
+        )
+
+
 def check_batch(x: Tensor, y: Tensor) -> None:
     """Check ``x [B, C, H, W]`` (floating) and soft labels ``y [B, K]`` (floating, same B)."""
     if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():

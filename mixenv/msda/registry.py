@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from mixenv.msda.checks import check_generator
 from mixenv.msda.samplers import (
     HMIX_RATIO,
     RMIX_GRIDS,
@@ -158,6 +159,7 @@ def paper_action(
     Raises:
         ValueError: the options lack the paper's alpha or every one of its grids.
     """
+    check_generator(generator)
     spec = method_spec(name)
     alpha = alphas[0]
     if "alpha" in spec.uses:
@@ -187,6 +189,7 @@ def sample_action(
     action: MixAction, batch_size: int, image_size: Sequence[int], generator: torch.Generator
 ) -> MixParams | None:
     """The random parameters of ``action``'s method (``None``: no mixing)."""
+    check_generator(generator)
     spec = method_spec(action.method)
     return spec.sample(replace(action, method=spec.name), batch_size, image_size, generator)
 

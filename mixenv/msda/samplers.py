@@ -13,13 +13,15 @@ device when applied. Nothing here touches the global random state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from numbers import Real
 from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
 
-from mixenv.msda.checks import check_batch
+from mixenv.msda.checks import check_batch, check_generator
 from mixenv.msda.methods import (
     cutmix_plan,
     gmix_plan,
@@ -50,8 +52,9 @@ def sample_beta(alpha: float, size: Sequence[int], generator: torch.Generator) -
     log G2)``. For ``a < 1``, ``log G(a) = log G(a + 1) + log(U) / a`` keeps tiny alphas exact
     where the gammas themselves would underflow.
     """
-    if not alpha > 0:
-        raise ValueError(f"alpha must be positive, got {alpha}")
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 < alpha < math.inf:
+        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
+    check_generator(generator)
     return (
         (_log_gamma(alpha, size, generator) - _log_gamma(alpha, size, generator)).sigmoid().float()
     )
@@ -220,11 +223,13 @@ def sample_region_mixup(
 
 def draw_option(options: Sequence[int], generator: torch.Generator) -> int:
     """One of ``options``, uniformly (R-Mix's per-batch grid)."""
+    check_generator(generator)
     return int(options[int(torch.randint(len(options), (), generator=generator))])
 
 
 def draw_topk(levels: Tensor, count: int, generator: torch.Generator) -> Tensor:
     """``count`` top-k percentiles drawn uniformly from ``levels`` (R-Mix's per-image rule)."""
+    check_generator(generator)
     return levels[torch.randint(len(levels), (count,), generator=generator)]
 
 

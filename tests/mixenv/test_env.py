@@ -175,8 +175,8 @@ def test_bad_arguments_raise():
         make().step(np.zeros(3 + 16, dtype=np.int64))
 
 
-def run_until_divergence(env: MixupTrainingEnv) -> tuple[dict, dict, dict]:
-    env.reset(seed=0)
+def run_until_divergence(env: MixupTrainingEnv, seed: int | None = 0) -> tuple[dict, dict, dict]:
+    env.reset(seed=seed)
     for _ in range(50):
         before = {k: v.detach().clone() for k, v in env.trainer.model.named_parameters()}
         obs, _, terminated, truncated, info = env.step(action_for(env, "mixup"))
@@ -324,3 +324,127 @@ def test_a_diverged_step_terminates_and_the_next_reset_restarts_the_classifier()
         not torch.equal(value, dict(env.trainer.model.named_parameters())[key])
         for key, value in before.items()
     )
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("batch_size", 8.0),
+        ("obs_grid", 2.0),
+        ("grids", (2.5,)),
+        ("alphas", (float("inf"),)),
+        ("dataset", None),
+        ("steps_per_episode", 0),
+        ("methods", "mixup"),
+    ],
+)
+def test_loose_types_are_refused_at_construction_naming_the_argument(argument, value):
+    with pytest.raises(ValueError, match=argument):
+        make(**{argument: value})
+
+
+def test_an_action_of_strings_is_refused_naming_the_action():
+    env = make()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action must hold integer indices"):
+        env.step(np.array(["a"] * (3 + 16)))
+
+
+def test_step_after_the_episode_ended_raises_until_reset():
+    env = make(steps_per_episode=2)
+    env.reset(seed=0)
+    env.step(action_for(env, "mixup"))
+    *_, truncated, _ = env.step(action_for(env, "mixup"))
+    assert truncated and env.trainer.step == 2
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(action_for(env, "mixup"))
+    assert env.trainer.step == 2 and env.episode == 1  # no stale batch trained, no re-evaluation
+    env.reset()
+    env.step(action_for(env, "mixup"))
+    assert env.trainer.step == 3
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_reset_and_step_train_under_the_callers_grad_mode(mode):
+    env = make(steps_per_episode=2)
+    with mode():
+        obs, info = env.reset(seed=0)
+        before = [p.detach().clone() for p in env.trainer.model.parameters()]
+        for _ in range(2):
+            obs, reward, _, _, info = env.step(action_for(env, "rmix"))
+        env.reset()
+    assert env.observation_space.contains(obs) and np.isfinite(reward)
+    assert np.isfinite(info["test_accuracy"]) and env.trainer.step == 2
+    after = list(env.trainer.model.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert all(not p.is_inference() and p.requires_grad for p in after)
+
+
+def test_a_diverged_episode_is_followed_by_a_fresh_classifier_in_the_same_run():
+    env = make(trainer=TrainerConfig(lr=1e12, schedule="constant"), steps_per_episode=50)
+    run_until_divergence(env)
+    diverged = env.trainer
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(action_for(env, "mixup"))
+    obs, info = env.reset()  # never raises
+    assert info == {"episode_index": 1, "restarts": 1} and env.trainer is not diverged
+    assert env.trainer.step == 0 and env.observation_space.contains(obs)
+    assert all(torch.isfinite(p).all() for p in env.trainer.model.parameters())
+    *_, info = env.step(action_for(env, "none"))
+    assert "loss" in info
+    # the restart is part of the saved run: a reloaded env restarts too
+    run_until_divergence(env, seed=None)
+    restored = make(trainer=TrainerConfig(lr=1e12, schedule="constant"), steps_per_episode=50)
+    restored.load_state_dict(env.state_dict())
+    _, info = restored.reset()
+    assert info["restarts"] == env.restarts + 1 and restored.trainer.step == 0
+
+
+def test_a_run_saved_with_other_data_is_refused_by_name():
+    env = make()
+    env.reset(seed=0)
+    state = env.state_dict()
+    state["data"] = {**state["data"], "train_images": 1000, "classes": list("0123456789x")}
+    with pytest.raises(ValueError, match=r"other data .*classes 11 -> 10 .*train_images 1000"):
+        make().load_state_dict(state)
+
+
+def test_make_vec_with_the_vector_episode_statistics_wrapper():
+    for mode in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
+        envs = gym.wrappers.vector.RecordEpisodeStatistics(
+            gym.make_vec(
+                mixenv.ENV_ID,
+                num_envs=2,
+                vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": mode},
+                **{**SMALL, "steps_per_episode": 2},
+            )
+        )
+        _, infos = envs.reset(seed=0)
+        assert "episode" not in infos
+        returns = np.zeros(2)
+        for _ in range(2):
+            _, rewards, _, truncated, infos = envs.step(envs.action_space.sample())
+            returns += rewards
+        assert truncated.all() and infos["_episode"].all()
+        assert infos["episode"]["l"].tolist() == [2, 2]
+        np.testing.assert_allclose(infos["episode"]["r"], returns, rtol=1e-5)
+        final = infos["final_info"] if mode == gym.vector.AutoresetMode.SAME_STEP else infos
+        assert np.isfinite(final["test_accuracy"]).all()
+        envs.step(envs.action_space.sample())  # autoreset, then on
+        envs.close()
+
+
+def test_make_vec_async_with_spawned_workers():
+    envs = gym.make_vec(
+        "mixenv.env:" + mixenv.ENV_ID,
+        num_envs=1,
+        vectorization_mode="async",
+        vector_kwargs={"context": "spawn"},
+        **SMALL,
+    )
+    obs, infos = envs.reset(seed=0)
+    assert obs["saliency"].shape == (1, 16 * 64) and infos["restarts"].tolist() == [0]
+    rewards = envs.step(envs.action_space.sample())[1]
+    assert rewards.shape == (1,) and np.isfinite(rewards).all()
+    envs.close()

@@ -250,3 +250,18 @@ def test_gmix_swap_gives_the_larger_own_label_weight() -> None:
     assert abs(own.mean().item() - 0.5) < 0.03
     single = msda.sample_gmix(4, (size, size), generator=torch.Generator().manual_seed(0))
     assert single.center.shape == (2,) and single.swap.shape == ()
+
+
+@pytest.mark.parametrize("alpha", [float("inf"), float("nan"), 0.0, -1.0, "1.0", True])
+def test_a_bad_alpha_is_refused_by_name(alpha) -> None:
+    with pytest.raises(ValueError, match="alpha must be a positive finite number"):
+        msda.sample_mixup(4, alpha, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_samplers_refuse_a_missing_generator(method: str) -> None:
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        sample_params(method, SHAPE, None, per_sample=True, grid=4)
+    action = msda.MixAction(method, 2, 1.0, (0.5,))
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        msda.sample_action(action, 4, (8, 8), None)
