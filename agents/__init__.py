@@ -7,7 +7,15 @@ from agents.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
-from agents.evaluation import EPISODE_METRICS, RunRecord, run_policy
+from agents.evaluation import (
+    DEFAULT_MAX_DIVERGED,
+    EPISODE_METRICS,
+    RunRecord,
+    check_policies,
+    divergence_report,
+    load_policy,
+    run_policy,
+)
 from agents.policies import (
     RANDOM,
     HeuristicPolicy,
@@ -19,6 +27,7 @@ from agents.policies import (
 from agents.ppo import AgentPolicy, PerSampleExtractor, PPOConfig, agent_state, build_ppo
 
 __all__ = [
+    "DEFAULT_MAX_DIVERGED",
     "EPISODE_METRICS",
     "RANDOM",
     "AgentPolicy",
@@ -30,10 +39,13 @@ __all__ = [
     "RunRecord",
     "agent_state",
     "build_ppo",
+    "check_policies",
+    "divergence_report",
     "heuristic_names",
     "is_heuristic",
     "load_agent",
     "load_checkpoint",
+    "load_policy",
     "make_policy",
     "required_methods",
     "run_policy",

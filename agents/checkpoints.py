@@ -1,18 +1,26 @@
 """Run checkpoints: the agent, the training run inside the env, and the config.
 
 A checkpoint is a folder holding ``agent.pt`` (policy and optimizer weights, step count, PPO
-settings, action layout), ``env.pt`` (classifier, optimizer, schedule, generators, episode)
-and ``config.json``. The ``.pt`` files hold tensors, numbers and strings only and are read
-with ``torch.load(..., weights_only=True)``: loading a checkpoint runs no pickled code.
-Files are written to a temporary name and renamed, so an interrupted save never leaves a
-half-written checkpoint.
+settings, action layout), ``env.pt`` (classifier, optimizer, schedule, generators, episode,
+the dataset's identity) and ``config.json``. The ``.pt`` files hold tensors, numbers and
+strings only and are read with ``torch.load(..., weights_only=True)``: loading a checkpoint
+runs no pickled code.
+
+A checkpoint is saved as one unit: the files are written into a new folder
+(``<folder>.new``), which then replaces the old one (renamed to ``<folder>.old`` and deleted),
+with SIGINT and SIGTERM held back during the two renames. Both ``.pt`` files carry the step
+count they were saved at, and a checkpoint whose parts disagree is refused, so an interrupted
+save leaves the previous checkpoint whole and never a mix of two.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import shutil
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,43 +31,79 @@ import torch
 from agents.ppo import AgentPolicy, rebuild_policy
 
 AGENT_FILE, ENV_FILE, CONFIG_FILE = "agent.pt", "env.pt", "config.json"
+STEP_KEY = "checkpoint_step"
+"""The key of the step count each ``.pt`` part of a checkpoint carries."""
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or unreadable."""
+    """A checkpoint is missing, incomplete, inconsistent or unreadable."""
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A loaded checkpoint: the agent state, the env state and the run config."""
+    """A loaded checkpoint: the step it was saved at, the agent and env states, the config."""
 
+    step: int
     agent: dict[str, Any]
     env: dict[str, Any]
     config: dict[str, Any]
 
 
 def save_checkpoint(
-    folder: str | Path, agent: dict[str, Any], env: dict[str, Any], config: dict[str, Any]
+    folder: str | Path,
+    agent: dict[str, Any],
+    env: dict[str, Any],
+    config: dict[str, Any],
+    *,
+    step: int,
 ) -> Path:
-    """Write a checkpoint into ``folder`` (created if needed); returns the folder."""
+    """Write a checkpoint of step ``step`` as ``folder``, replacing the one there as a unit.
+
+    Returns the folder.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic(folder / AGENT_FILE, lambda path: torch.save(agent, path))
-    _atomic(folder / ENV_FILE, lambda path: torch.save(env, path))
-    _atomic(folder / CONFIG_FILE, lambda path: path.write_text(json.dumps(config, indent=2)))
+    new, old = _sibling(folder, "new"), _sibling(folder, "old")
+    _finish_interrupted_swap(folder)
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    torch.save({**agent, STEP_KEY: step}, new / AGENT_FILE)
+    torch.save({**env, STEP_KEY: step}, new / ENV_FILE)
+    (new / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    _sync(new)
+    with _signals_held():
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
 def load_checkpoint(folder: str | Path) -> Checkpoint:
-    """Read the checkpoint in ``folder``; ``CheckpointError`` says what is wrong."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"no checkpoint folder at {folder}")
+    """Read the checkpoint in ``folder``; ``CheckpointError`` says what is wrong.
+
+    If a save was cut off between its two renames (a killed process), the complete new
+    folder left beside it is read.
+    """
+    folder = _readable(Path(folder))
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot read {folder / CONFIG_FILE}: {error}") from error
-    return Checkpoint(_load_tensors(folder / AGENT_FILE), _load_tensors(folder / ENV_FILE), config)
+    agent, env = _load_tensors(folder / AGENT_FILE), _load_tensors(folder / ENV_FILE)
+    steps = {AGENT_FILE: agent.pop(STEP_KEY, None), ENV_FILE: env.pop(STEP_KEY, None)}
+    unstamped = [name for name, step in steps.items() if step is None]
+    if unstamped:
+        raise CheckpointError(
+            f"{folder} lacks the step count of {', '.join(unstamped)} (written by an older "
+            "mixenv or by hand); it cannot be resumed"
+        )
+    if len(set(steps.values())) > 1:
+        raise CheckpointError(
+            f"the parts of {folder} disagree: "
+            + ", ".join(f"{name} is at step {step}" for name, step in steps.items())
+            + "; they come from different saves, so the checkpoint cannot be resumed"
+        )
+    return Checkpoint(steps[AGENT_FILE], agent, env, config)
 
 
 def load_agent(path: str | Path, env: gym.Env, name: str | None = None) -> AgentPolicy:
@@ -92,7 +136,44 @@ def _load_tensors(file: Path) -> dict[str, Any]:
     return state
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    write(temporary)
-    os.replace(temporary, path)
+def _sibling(folder: Path, suffix: str) -> Path:
+    return folder.with_name(f"{folder.name}.{suffix}")
+
+
+def _finish_interrupted_swap(folder: Path) -> None:
+    """Complete a save that stopped between its renames: the ``.new`` folder is complete."""
+    new, old = _sibling(folder, "new"), _sibling(folder, "old")
+    if not folder.exists() and old.exists():
+        os.replace(new if new.exists() else old, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _readable(folder: Path) -> Path:
+    """``folder``, or the complete ``.new`` beside it while a save is between its renames."""
+    new, old = _sibling(folder, "new"), _sibling(folder, "old")
+    if not folder.is_dir() and old.is_dir():
+        return new if new.is_dir() else old
+    if not folder.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {folder}")
+    return folder
+
+
+def _sync(folder: Path) -> None:
+    """Flush the files of ``folder`` to disk before they replace a checkpoint."""
+    for path in folder.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (delivered on exit) where the platform allows."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

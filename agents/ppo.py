@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,6 +88,21 @@ class PPOConfig:
     value_hidden: int = 64
     """Hidden units of the value head (the policy head is linear on the features)."""
 
+    def __post_init__(self) -> None:
+        for name in ("n_steps", "batch_size", "n_epochs", "sample_dim", "value_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not (math.isfinite(self.clip_range) and self.clip_range > 0):
+            raise ValueError(f"clip_range must be positive, got {self.clip_range}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not (math.isfinite(self.ent_coef) and self.ent_coef >= 0):
+            raise ValueError(f"ent_coef must be >= 0, got {self.ent_coef}")
+
 
 def policy_kwargs(config: PPOConfig, layout: ObservationLayout) -> dict[str, Any]:
     """``policy_kwargs`` for SB3's ``MultiInputPolicy`` with :class:`PerSampleExtractor`."""
@@ -148,7 +164,9 @@ class AgentPolicy:
 
     The policy's actions are decoded with the codec it was trained with and re-encoded with
     the evaluation env's codec, so an agent trained with ``methods=("rmix",)`` runs in an env
-    that also offers the heuristics' methods. Observations must have the same shapes.
+    that also offers the heuristics' methods. Observations must have the same shapes, and the
+    env must offer every action the agent can take (its methods, grids, alphas, top-k levels
+    and the same top-k slots); ``ValueError`` names what is missing.
     """
 
     def __init__(
@@ -169,6 +187,13 @@ class AgentPolicy:
                 f"the agent was trained on observations {trained} but the environment gives "
                 f"{expected}; evaluate it with the dataset, batch size and observation grid it "
                 "was trained with"
+            )
+        missing = self.codec.cannot_encode(codec)
+        if missing:
+            raise ValueError(
+                "the environment's actions cannot express the agent's: it lacks "
+                + "; ".join(missing)
+                + "; evaluate the agent with the action settings it was trained with"
             )
 
     def predict(

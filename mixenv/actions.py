@@ -57,6 +57,28 @@ class ActionCodec:
         self.topk_slots = topk_slots
         self.fields = ("method", "grid", "alpha") + ("topk",) * topk_slots
 
+    def cannot_encode(self, other: ActionCodec) -> list[str]:
+        """What of ``other``'s actions this codec cannot encode; empty when it encodes all.
+
+        Each entry names the field and the values (or the top-k layout) it lacks.
+        """
+        problems = []
+        for field in ("methods", "grids", "alphas", "topk_levels"):
+            offered = getattr(self, field)
+            missing = [
+                value
+                for value in getattr(other, field)
+                if not any(_same(value, option) for option in offered)
+            ]
+            if missing:
+                problems.append(f"{field} {missing} (offered: {list(offered)})")
+        if other.topk_slots != self.topk_slots:
+            problems.append(
+                f"top-k slots {other.topk_slots} (offered: {self.topk_slots}; one per image or "
+                "one per batch, per_sample_topk)"
+            )
+        return problems
+
     @property
     def nvec(self) -> np.ndarray:
         """Sizes of the ``MultiDiscrete`` dimensions."""
@@ -76,7 +98,7 @@ class ActionCodec:
                 f"{self.topk_slots} top-k, got {array.shape}"
             )
         if array.dtype.kind not in "iuf":
-            raise ValueError(f"action must hold integer indices, got {array.dtype} values {action!r}")
+            raise ValueError(f"action must hold integer indices, got {array.dtype}: {action!r}")
         if array.dtype.kind == "f":
             if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
                 raise ValueError(f"action must hold integer indices, got {array.tolist()}")
@@ -112,10 +134,13 @@ class ActionCodec:
 
 def _index_of(value: object, options: tuple, field: str) -> int:
     for index, option in enumerate(options):
-        if option == value or (
-            isinstance(option, float)
-            and isinstance(value, (int, float))
-            and np.isclose(option, value)
-        ):
+        if _same(value, option):
             return index
     raise ValueError(f"{field} = {value!r} is not one of {options}")
+
+
+def _same(value: object, option: object) -> bool:
+    """Equal, or close for floats."""
+    return option == value or (
+        isinstance(option, float) and isinstance(value, (int, float)) and np.isclose(option, value)
+    )

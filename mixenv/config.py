@@ -132,6 +132,23 @@ def config_from_dict(cls: type[Config], data: Mapping[str, Any]) -> Config:
     return cls(**values)
 
 
+def config_changes(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """The fields in which two configs of one (nested) dataclass type differ.
+
+    Returns ``(dotted path, value before, value after)`` per differing leaf field, e.g.
+    ``("env.trainer.lr", 0.1, 0.05)``, in field order.
+    """
+    changes = []
+    for f in dataclasses.fields(before):
+        old, new = getattr(before, f.name), getattr(after, f.name)
+        path = prefix + f.name
+        if dataclasses.is_dataclass(old) and dataclasses.is_dataclass(new):
+            changes += config_changes(old, new, path + ".")
+        elif old != new:
+            changes.append((path, old, new))
+    return changes
+
+
 def _to_json(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return config_to_dict(value)

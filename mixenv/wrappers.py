@@ -37,8 +37,10 @@ class TensorBoardLogger(gym.Wrapper):
 
     Every step: reward, losses, learning rate, gradient norm, batch accuracy and the wall time
     of the step. Every episode end: test figures, the episode's reward sum and length, and
-    histograms and fractions of the actions taken (method, grid, alpha, top-k). Every
-    ``image_every`` steps: a picture of the mixed batch with its masks. Once: the config.
+    histograms and fractions of the actions taken (method, grid, alpha, top-k), whether it
+    diverged and the count of classifier restarts after divergence. At the first step and
+    every ``image_every`` steps: a picture of the mixed batch with its masks. Once: the
+    config.
 
     Args:
         env: the environment (possibly wrapped).
@@ -60,6 +62,7 @@ class TensorBoardLogger(gym.Wrapper):
         self.writer = SummaryWriter(str(log_dir))
         self.image_every = image_every
         self.global_step = start_step
+        self._first_step = start_step + 1
         self._actions: list[MixAction] = []
         self._episode_reward = 0.0
         self.last_episode: dict[str, float] = {}
@@ -86,7 +89,7 @@ class TensorBoardLogger(gym.Wrapper):
                 writer.add_scalar(tag, info[key], step)
         self._actions.append(info["action"])
         self._episode_reward += reward
-        if self.image_every and step % self.image_every == 0:
+        if self.image_every and (step % self.image_every == 0 or step == self._first_step):
             picture = self.env.unwrapped.picture()
             if picture is not None:
                 writer.add_image("images/mixed_batch", picture, step, dataformats="HWC")
@@ -108,6 +111,7 @@ class TensorBoardLogger(gym.Wrapper):
         writer.add_scalar("charts/episode_reward", self._episode_reward, step)
         writer.add_scalar("charts/episode_length", len(self._actions), step)
         writer.add_scalar("charts/diverged", float(info.get("diverged", False)), step)
+        writer.add_scalar("charts/classifier_restarts", self.env.unwrapped.restarts, step)
         codec = self.env.unwrapped.codec
         methods = np.array([codec.methods.index(a.method) for a in self._actions])
         writer.add_histogram(

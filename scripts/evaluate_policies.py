@@ -7,11 +7,14 @@ Each policy x seed is a fresh classifier run of ``--episodes`` episodes in one e
 configuration whose action space offers every method the policies need. Prints a markdown
 table (mean +- std over seeds of the final test figures, the mean reward per step and the
 median seconds per step) and writes ``results.csv``, ``results.json`` and
-``accuracy_per_episode.png`` into ``--out``.
+``accuracy_per_episode.png`` into ``--out``. Every policy is checked against the environment
+before the first run. A run stopped after ``--max-diverged`` consecutive diverged episodes
+is recorded as diverged, and the script then exits with code 3.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
@@ -20,18 +23,22 @@ import tyro
 from tqdm.auto import tqdm
 
 from agents import (
+    DEFAULT_MAX_DIVERGED,
     CheckpointError,
     RunRecord,
+    check_policies,
+    divergence_report,
     heuristic_names,
     is_heuristic,
-    load_agent,
     load_checkpoint,
-    make_policy,
+    load_policy,
     required_methods,
     run_policy,
 )
 from agents.envs import make_env
 from agents.report import markdown_table, paired_markdown, paired_rows, summarize, write_report
+from agents.runs import EXIT_DIVERGED
+from classifier import DatasetNotFoundError
 from mixenv import msda
 from mixenv.config import EnvConfig, config_to_dict
 
@@ -60,6 +67,25 @@ class EvaluateConfig:
     mean difference and probability of improvement); it must be among --policies."""
     out: Path = Path("results")
     """Folder of results.csv, results.json and accuracy_per_episode.png."""
+    max_diverged: int = DEFAULT_MAX_DIVERGED
+    """Stop a run after this many consecutive episodes ended on a non-finite loss (each is
+    followed by a fresh classifier); the run is recorded as diverged and the script exits
+    with code 3 after writing the results."""
+
+    def __post_init__(self) -> None:
+        if not self.policies:
+            raise ValueError("policies must name at least one policy")
+        repeated = sorted({p for p in self.policies if self.policies.count(p) > 1})
+        if repeated:
+            raise ValueError(f"policies must not repeat, got {', '.join(repeated)} twice")
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be distinct integers >= 0, got {self.seeds}")
+        for name in ("episodes", "last_episodes", "max_diverged"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def env_methods(config: EvaluateConfig) -> tuple[str, ...]:
@@ -82,20 +108,28 @@ def agent_methods(path: Path) -> list[str]:
         ) from error
 
 
-def main(config: EvaluateConfig) -> None:
+def main(config: EvaluateConfig) -> int:
+    """Run the study; returns the exit code (3 when a run was stopped for divergence)."""
     env_config = replace(config.env, methods=env_methods(config))
+    try:
+        check_policies(config.policies, make_env(env_config, episodes=config.episodes))
+    except (ValueError, DatasetNotFoundError) as error:
+        raise SystemExit(str(error)) from error
     records: list[RunRecord] = []
     runs = [(policy, seed) for policy in config.policies for seed in config.seeds]
     for policy_name, seed in tqdm(runs, desc="policy x seed", unit="run"):
         env = make_env(env_config, episodes=config.episodes)
-        if is_heuristic(policy_name):
-            policy = make_policy(policy_name, env, seed=seed)
-        else:
-            try:
-                policy = load_agent(policy_name, env)
-            except (CheckpointError, ValueError) as error:
-                raise SystemExit(f"cannot load agent {policy_name}: {error}") from error
-        records.append(run_policy(policy, env, config.episodes, seed, name=policy_name))
+        policy = load_policy(policy_name, env, seed=seed)
+        records.append(
+            run_policy(
+                policy,
+                env,
+                config.episodes,
+                seed,
+                name=policy_name,
+                max_diverged=config.max_diverged,
+            )
+        )
         env.close()
     rows = summarize(records, config.policies, config.last_episodes)
     print(markdown_table(rows))
@@ -107,7 +141,12 @@ def main(config: EvaluateConfig) -> None:
         print(f"\nno paired comparison: the reference {config.reference!r} is not evaluated")
     files = write_report(config.out, config_to_dict(config), records, rows, paired)
     print("wrote " + ", ".join(str(f) for f in files))
+    message = divergence_report(records, config.max_diverged)
+    if message:
+        print(message, file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
 
 
 if __name__ == "__main__":
-    main(tyro.cli(EvaluateConfig))
+    sys.exit(main(tyro.cli(EvaluateConfig)))

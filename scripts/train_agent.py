@@ -3,15 +3,22 @@
     python scripts/train_agent.py                      # R-Mix top-k per image on digits (RL-Mix)
     python scripts/train_agent.py --methods none mixup cutmix region_mixup rmix hmix gmix
     python scripts/train_agent.py --resume runs/<name> # continue an interrupted run
+    python scripts/train_agent.py --resume runs/<name> --total-timesteps 6000   # extend it
 
-Everything of a run goes to ``runs/<name>/``: TensorBoard events (SB3's and the env's) and a
-``checkpoint/`` folder (agent, classifier run, config), written every ``--checkpoint-every``
-steps, at the end, and on Ctrl-C.
+Everything of a run goes to its own folder, ``runs/<name>/``: TensorBoard events (SB3's and
+the env's), a ``checkpoint/`` folder (agent, classifier run, config), written every
+``--checkpoint-every`` steps, at the end, on Ctrl-C and SIGTERM, and the lock file
+``run.lock`` while the run is alive. Exit codes: 0 finished, 3 stopped after
+``--max-diverged`` consecutive diverged episodes, 130 Ctrl-C, 143 SIGTERM (each of the last
+three after saving). ``docs/runs.md`` says what resume may change.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,14 +27,65 @@ import tyro
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
-from agents import PPOConfig, agent_state, build_ppo, load_checkpoint, save_checkpoint
-from agents.callbacks import PeriodicCheckpoint, StopOnInterrupt
-from agents.checkpoints import CheckpointError
+from agents import (
+    DEFAULT_MAX_DIVERGED,
+    Checkpoint,
+    CheckpointError,
+    PPOConfig,
+    agent_state,
+    build_ppo,
+    load_checkpoint,
+    save_checkpoint,
+)
+from agents.callbacks import PeriodicCheckpoint, StopOnDivergence, StopOnSignal
 from agents.envs import make_env
-from mixenv.config import EnvConfig, config_from_dict, config_to_dict
+from agents.runs import (
+    EXIT_DIVERGED,
+    LOCK_FILE,
+    RunLock,
+    RunLockedError,
+    exit_code,
+    new_run_dir,
+)
+from classifier import DatasetNotFoundError
+from classifier.trainer import SCHEDULE_FIELDS
+from mixenv.config import EnvConfig, config_changes, config_from_dict, config_to_dict
 from mixenv.wrappers import TensorBoardLogger
 
 DEFAULT_TIMESTEPS = 3000
+
+RESUMABLE = (
+    "total_timesteps",
+    "checkpoint_every",
+    "image_every",
+    "max_diverged",
+    "env.data_dir",
+    "env.download",
+    "env.eval_fgsm",
+    "env.epochs",
+    "env.trainer.device",
+    "env.trainer.amp",
+    *(f"env.trainer.{name}" for name in SCHEDULE_FIELDS),
+    *(
+        f"ppo.{name}"
+        for name in (
+            "learning_rate",
+            "n_steps",
+            "batch_size",
+            "n_epochs",
+            "gamma",
+            "gae_lambda",
+            "clip_range",
+            "ent_coef",
+        )
+    ),
+)
+"""Settings a resumed run may change: its length and bookkeeping, where the data is read
+from, the device, the classifier's schedule (re-planned at the current step) and PPO's update
+settings. Every other setting is the run's identity; changing it on resume is refused."""
+
+REPLANNING = ("total_timesteps", "env.epochs", *(f"env.trainer.{n}" for n in SCHEDULE_FIELDS))
+"""Settings whose change re-plans the classifier's learning-rate schedule."""
 
 
 @dataclass(frozen=True)
@@ -40,21 +98,43 @@ class TrainConfig:
     """The environment: data, classifier, actions and reward (RL-Mix's setting: R-Mix's
     top-k per image)."""
     total_timesteps: int | None = None
-    """Environment steps (training batches) in all; default 3000, or the resumed run's."""
+    """Environment steps (training batches) in all; default 3000, or the resumed run's. A
+    resumed run may be extended: the classifier's schedule is re-planned over the new
+    length."""
     seed: int = 0
     """Seed of the classifier run and of the agent."""
     run_dir: Path | None = None
-    """Folder of the run (default: runs/MixupTraining-v0__<exp-name>__<seed>__<time>)."""
+    """Folder of the run, new or empty (default: a new
+    runs/MixupTraining-v0__<exp-name>__<seed>__<unix time>)."""
     exp_name: str = "ppo"
     """Experiment name used in the default run folder."""
     resume: Path | None = None
-    """Continue the run in this folder from its checkpoint, with its saved settings."""
+    """Continue the run in this folder from its checkpoint, with its saved settings; flags
+    given with it change the settings a run may change (docs/runs.md) and the rest are
+    refused."""
     checkpoint_every: int = 500
-    """Steps between checkpoints (0: only at the end and on Ctrl-C)."""
+    """Steps between checkpoints (0: only at the end, on Ctrl-C and on SIGTERM)."""
     image_every: int = 200
-    """Steps between pictures of the mixed batch in TensorBoard (0: none)."""
+    """Steps between pictures of the mixed batch in TensorBoard, after one at the first step
+    (0: none)."""
+    max_diverged: int = DEFAULT_MAX_DIVERGED
+    """Stop (checkpoint written, exit code 3) after this many consecutive episodes ended on a
+    non-finite loss; each diverged episode is followed by a fresh classifier."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO hyperparameters."""
+
+    def __post_init__(self) -> None:
+        minimum = {"seed": 0, "checkpoint_every": 0, "image_every": 0, "max_diverged": 1}
+        if self.total_timesteps is not None:
+            minimum["total_timesteps"] = 1
+        for name, low in minimum.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not self.exp_name or "/" in self.exp_name or "\\" in self.exp_name:
+            raise ValueError(
+                f"exp_name must be a non-empty name without slashes: {self.exp_name!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """Every field, as JSON-ready values."""
@@ -66,31 +146,104 @@ class TrainConfig:
         return config_from_dict(cls, data)
 
 
-def resolve(config: TrainConfig) -> tuple[TrainConfig, Any]:
-    """The config to run (with its folder and step budget) and the checkpoint to resume."""
-    if config.resume is None:
-        name = f"MixupTraining-v0__{config.exp_name}__{config.seed}__{int(time.time())}"
-        run_dir = config.run_dir or Path("runs") / name
-        if (run_dir / "checkpoint").exists():
-            raise SystemExit(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
-        steps = config.total_timesteps or DEFAULT_TIMESTEPS
-        return replace(config, run_dir=run_dir, total_timesteps=steps), None
+def flag(path: str) -> str:
+    """The command-line flag of a dotted config path (``env.trainer.lr`` -> ``--lr``)."""
+    parts = path.split(".")
+    name = parts[-1].replace("_", "-")
+    return f"--ppo.{name}" if parts[0] == "ppo" else f"--{name}"
+
+
+def fresh(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    """The config of a new run in ``run_dir``, which must hold nothing but its lock."""
+    if (run_dir / "checkpoint").exists():
+        raise SystemExit(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+    others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
+    if others:
+        raise SystemExit(
+            f"{run_dir} is not empty ({', '.join(others[:5])}); give a new or empty --run-dir, "
+            "or leave it out for a new folder"
+        )
+    return replace(
+        config, run_dir=run_dir, total_timesteps=config.total_timesteps or DEFAULT_TIMESTEPS
+    )
+
+
+def resumed(config: TrainConfig, args: Sequence[str] | None) -> tuple[TrainConfig, Checkpoint]:
+    """The saved config of the run in ``config.resume`` with the flags given now applied,
+    and its checkpoint; a change of a setting outside :data:`RESUMABLE` is refused."""
+    run_dir = config.resume
     try:
-        checkpoint = load_checkpoint(config.resume / "checkpoint")
-        saved = TrainConfig.from_json(checkpoint.config)
+        checkpoint = load_checkpoint(run_dir / "checkpoint")
+        saved = replace(TrainConfig.from_json(checkpoint.config), run_dir=run_dir, resume=None)
     except (CheckpointError, KeyError, TypeError, ValueError) as error:
-        raise SystemExit(f"cannot resume from {config.resume}: {error}") from error
-    steps = config.total_timesteps or saved.total_timesteps
-    return replace(saved, run_dir=config.resume, total_timesteps=steps), checkpoint
+        raise SystemExit(f"cannot resume from {run_dir}: {error}") from error
+    # parse again with the saved settings as defaults: a flag given now differs from them
+    given = tyro.cli(TrainConfig, args=args, default=replace(saved, resume=run_dir))
+    if given.run_dir != run_dir:
+        raise SystemExit(f"--run-dir {given.run_dir} contradicts --resume {run_dir}")
+    changes = config_changes(saved, replace(given, resume=None))
+    refused = [path for path, _, _ in changes if path not in RESUMABLE]
+    if refused:
+        raise SystemExit(
+            f"cannot resume {run_dir} with other {', '.join(flag(p) for p in refused)}: that "
+            "would change what the run is. A resumed run may change "
+            + ", ".join(dict.fromkeys(flag(p) for p in RESUMABLE))
+            + " (docs/runs.md); start a new run for the rest"
+        )
+    if given.total_timesteps < checkpoint.step:
+        raise SystemExit(
+            f"{run_dir} has already done {checkpoint.step} steps; --total-timesteps must be at "
+            f"least that, got {given.total_timesteps}"
+        )
+    for path, before, after in changes:
+        print(f"resume: {flag(path)} {before} -> {after}")
+    if any(path in REPLANNING for path, _, _ in changes):
+        print(
+            f"resume: the classifier's learning-rate schedule is re-planned for the new "
+            f"settings and continues from its step {checkpoint.env['trainer']['step']}"
+        )
+    return replace(given, resume=None), checkpoint
 
 
-def main(config: TrainConfig) -> None:
-    config, checkpoint = resolve(config)
-    run_dir = config.run_dir
-    done = checkpoint.agent["num_timesteps"] if checkpoint else 0
-    env = make_env(config.env, steps=config.total_timesteps)
-    if checkpoint:
-        env.load_state_dict(checkpoint.env)
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the script with command-line ``args``; returns the exit code."""
+    config = tyro.cli(TrainConfig, args=args)
+    if config.resume is not None and not config.resume.is_dir():
+        raise SystemExit(f"cannot resume from {config.resume}: no such folder")
+    with StopOnSignal() as stop:
+        name = f"MixupTraining-v0__{config.exp_name}__{config.seed}__{int(time.time())}"
+        run_dir = config.resume or config.run_dir or new_run_dir(Path("runs"), name)
+        try:
+            with RunLock(run_dir):
+                return train(config, args, run_dir, stop)
+        except RunLockedError as error:
+            raise SystemExit(str(error)) from error
+        except KeyboardInterrupt:
+            print(
+                f"\nstopped at once by a second Ctrl-C; {run_dir / 'checkpoint'} holds the "
+                "last complete checkpoint",
+                file=sys.stderr,
+            )
+            return exit_code(signal.SIGINT)
+
+
+def train(
+    config: TrainConfig, args: Sequence[str] | None, run_dir: Path, stop: StopOnSignal
+) -> int:
+    """Train (or continue) the run in ``run_dir``, which this process holds."""
+    checkpoint = None
+    if config.resume is None:
+        config = fresh(config, run_dir)
+    else:
+        config, checkpoint = resumed(config, args)
+    done = checkpoint.step if checkpoint else 0
+    try:
+        env = make_env(config.env, steps=config.total_timesteps)
+        if checkpoint:
+            env.load_state_dict(checkpoint.env)
+    except (ValueError, KeyError, DatasetNotFoundError) as error:
+        what = f"resume {run_dir}" if checkpoint else "build the environment"
+        raise SystemExit(f"cannot {what}: {error}") from error
     logger = TensorBoardLogger(
         env, run_dir, image_every=config.image_every, config=config.to_json(), start_step=done
     )
@@ -102,27 +255,36 @@ def main(config: TrainConfig) -> None:
         model.num_timesteps = done
 
     def save(folder: Path) -> None:
-        save_checkpoint(
-            folder, agent_state(model, config.ppo, env), env.state_dict(), config.to_json()
-        )
+        state = agent_state(model, config.ppo, env)
+        save_checkpoint(folder, state, env.state_dict(), config.to_json(), step=model.num_timesteps)
 
-    stop = StopOnInterrupt()
+    divergence = StopOnDivergence(config.max_diverged)
     periodic = PeriodicCheckpoint(run_dir / "checkpoint", config.checkpoint_every, save)
     remaining = config.total_timesteps - done
-    print(f"run folder: {run_dir}  ({done} steps done, {max(remaining, 0)} to go)")
+    print(f"run folder: {run_dir}  ({done} steps done, {remaining} to go)")
     started = time.perf_counter()
-    if remaining > 0:
+    if remaining > 0 and stop.received is None:
         model.learn(
             remaining,
-            callback=[stop, periodic],
+            callback=[stop, divergence, periodic],
             progress_bar=True,
             reset_num_timesteps=checkpoint is None,
         )
-    save(run_dir / "checkpoint")
+    if env.trainer is not None:  # else interrupted before the first step: nothing to save
+        save(run_dir / "checkpoint")
     logger.close()
-    summarize(
-        model.num_timesteps, env, logger, time.perf_counter() - started, run_dir, stop.interrupted
-    )
+    interrupted = stop.received is not None and model.num_timesteps < config.total_timesteps
+    code = stop.exit_code if interrupted else EXIT_DIVERGED if divergence.stopped else 0
+    summarize(model.num_timesteps, env, logger, time.perf_counter() - started, run_dir, code)
+    if code == EXIT_DIVERGED:
+        print(
+            f"\nstopped: {divergence.consecutive} consecutive episodes diverged (non-finite "
+            f"loss; the classifier was restarted {env.restarts} times in all). Continue with a "
+            f"lower learning rate: python scripts/train_agent.py --resume {run_dir} --lr "
+            f"{config.env.trainer.lr / 10:g}",
+            file=sys.stderr,
+        )
+    return code
 
 
 def summarize(
@@ -131,21 +293,23 @@ def summarize(
     logger: TensorBoardLogger,
     seconds: float,
     run_dir: Path,
-    interrupted: bool,
+    code: int,
 ) -> None:
     """Print what the run did and how to look at it."""
+    outcome = {0: "finished", EXIT_DIVERGED: "stopped (diverged)"}.get(code, "interrupted")
     print(
-        f"\n{'interrupted' if interrupted else 'finished'} after {steps} steps, "
-        f"{env.episode} classifier episodes, {seconds:.0f} s this session"
+        f"\n{outcome} after {steps} steps, {env.episode} classifier episodes, "
+        f"{env.restarts} classifier restarts, {seconds:.0f} s this session"
     )
     if logger.last_episode:
         figures = ", ".join(f"{k} {v:.4f}" for k, v in logger.last_episode.items())
         print(f"last episode end: {figures}")
-    print(f"checkpoint: {run_dir / 'checkpoint'}")
-    if interrupted:
+    if (run_dir / "checkpoint").is_dir():
+        print(f"checkpoint: {run_dir / 'checkpoint'}")
+    if outcome == "interrupted" and (run_dir / "checkpoint").is_dir():
         print(f"continue with: python scripts/train_agent.py --resume {run_dir}")
     print(f"inspect with:  tensorboard --logdir {run_dir}")
 
 
 if __name__ == "__main__":
-    main(tyro.cli(TrainConfig))
+    sys.exit(main())

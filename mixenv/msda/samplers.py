@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
 from dataclasses import dataclass, fields, replace
+from numbers import Real
 
 import torch
 from torch import Tensor

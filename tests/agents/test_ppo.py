@@ -35,7 +35,9 @@ def trained(tmp_path_factory):
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     model.learn(16)
     folder = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(folder, agent_state(model, TINY, env), env.state_dict(), {"note": "test"})
+    save_checkpoint(
+        folder, agent_state(model, TINY, env), env.state_dict(), {"note": "test"}, step=16
+    )
     return model, before, folder
 
 
@@ -77,6 +79,7 @@ def test_checkpoints_load_with_weights_only_and_corrupt_ones_fail_clearly(traine
     _, _, folder = trained
     checkpoint = load_checkpoint(folder)
     assert checkpoint.config == {"note": "test"} and checkpoint.agent["num_timesteps"] == 16
+    assert checkpoint.step == 16
     (tmp_path / "agent.pt").write_bytes((folder / "agent.pt").read_bytes()[:200])
     (tmp_path / "env.pt").write_bytes((folder / "env.pt").read_bytes())
     (tmp_path / "config.json").write_text("{}")
@@ -87,6 +90,30 @@ def test_checkpoints_load_with_weights_only_and_corrupt_ones_fail_clearly(traine
     (tmp_path / "agent.pt").unlink()
     with pytest.raises(CheckpointError, match="missing checkpoint file"):
         load_agent(tmp_path, make_env())
+
+
+def test_a_save_replaces_the_checkpoint_as_a_unit_and_mixed_parts_are_refused(trained, tmp_path):
+    _, _, folder = trained
+    saved = load_checkpoint(folder)
+    target = tmp_path / "checkpoint"
+    save_checkpoint(target, saved.agent, saved.env, saved.config, step=16)
+    save_checkpoint(target, saved.agent, saved.env, {"note": "later"}, step=24)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    assert load_checkpoint(target).step == 24 and load_checkpoint(target).config["note"] == "later"
+    # a save killed between its two renames: the complete new folder is read, then finished
+    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.new")
+    (tmp_path / "checkpoint.old").mkdir()
+    assert load_checkpoint(target).step == 24
+    save_checkpoint(target, saved.agent, saved.env, saved.config, step=32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    # parts of two saves (agent.pt at step 32, env.pt at step 16) are refused by name
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("env.pt", "config.json"):
+        (mixed / name).write_bytes((folder / name).read_bytes())
+    (mixed / "agent.pt").write_bytes((target / "agent.pt").read_bytes())
+    with pytest.raises(CheckpointError, match=r"agent\.pt is at step 32, env\.pt is at step 16"):
+        load_checkpoint(mixed)
 
 
 def test_an_agent_saved_in_another_format_is_refused_with_a_message(trained, tmp_path):
@@ -140,3 +167,18 @@ def torch_round_trip(state: dict) -> dict:
     torch.save(state, buffer)
     buffer.seek(0)
     return torch.load(buffer, weights_only=True)
+
+
+def test_an_agent_refuses_an_env_that_cannot_express_its_actions(trained):
+    _, _, folder = trained
+    other = MixupTrainingEnv(batch_size=16, methods=("rmix",), alphas=(0.5, 1.0))
+    with pytest.raises(ValueError, match=r"lacks alphas \[0.2, 2.0\]"):
+        load_agent(folder, other)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"n_steps": 0}, {"batch_size": 2.5}, {"gamma": 1.5}, {"learning_rate": -1.0}]
+)
+def test_ppo_config_refuses_out_of_range_values(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        PPOConfig(**bad)

@@ -136,7 +136,7 @@ def test_non_finite_images_are_refused_when_the_data_is_built():
     test_images = digits.test_images.clone()
     test_images[7, 0, 3, 3] = float("nan")
     fields = {f.name: getattr(digits, f.name) for f in dataclasses.fields(digits)}
-    with pytest.raises(ValueError, match="test_images .* non-finite .* index 7"):
+    with pytest.raises(ValueError, match=r"test_images .* non-finite .* index 7"):
         DatasetBundle(**{**fields, "test_images": test_images})
     with pytest.raises(ValueError, match=r"train_labels must lie in \[0, 9\]"):
         DatasetBundle(**{**fields, "train_labels": digits.train_labels + 1})

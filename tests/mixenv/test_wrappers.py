@@ -45,3 +45,4 @@ def test_event_file_holds_every_documented_tag_and_nothing_else(tmp_path):
     accuracy = events.Scalars("eval/test_accuracy")
     assert [event.step for event in accuracy] == [3, 6]
     assert all(0 <= event.value <= 1 for event in accuracy)
+    assert [event.step for event in events.Images("images/mixed_batch")] == [1, 2, 4, 6]

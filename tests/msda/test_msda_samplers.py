@@ -260,8 +260,8 @@ def test_a_bad_alpha_is_refused_by_name(alpha) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_samplers_refuse_a_missing_generator(method: str) -> None:
-    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+    with pytest.raises(ValueError, match=r"generator must be a torch\.Generator"):
         sample_params(method, SHAPE, None, per_sample=True, grid=4)
     action = msda.MixAction(method, 2, 1.0, (0.5,))
-    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+    with pytest.raises(ValueError, match=r"generator must be a torch\.Generator"):
         msda.sample_action(action, 4, (8, 8), None)
