@@ -54,10 +54,12 @@ class RunRecord:
 
     def median_last(self, metric: str, count: int) -> float:
         """The median of ``metric`` over the last ``count`` episode ends (the MSDA tables'
-        convention for final accuracy); NaN if the run diverged or has no episode."""
-        if self.diverged or not self.episodes:
+        convention for final accuracy), diverged episodes among them left out; NaN if the run
+        was stopped for divergence or has no finite value there."""
+        values = [e[metric] for e in self.episodes[-count:] if not math.isnan(e[metric])]
+        if self.diverged or not values:
             return math.nan
-        return statistics.median(e[metric] for e in self.episodes[-count:])
+        return statistics.median(values)
 
     @property
     def mean_reward(self) -> float:

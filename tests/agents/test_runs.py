@@ -106,3 +106,10 @@ def test_policies_are_checked_against_the_env_before_any_run():
         check_policies(["mixup", "cutmix"], env)
     with pytest.raises(ValueError, match="policy runs/missing cannot run"):
         check_policies(["runs/missing"], env)
+
+
+def test_the_median_of_the_last_episodes_leaves_diverged_ones_out():
+    pattern = [False, False, True]
+    record = run_policy(Constant(), ScriptedEnv(pattern), 3, seed=0, max_diverged=2)
+    assert math.isnan(record.final("test_accuracy"))
+    assert record.median_last("test_accuracy", 3) == 0.5
