@@ -31,6 +31,7 @@ import torch
 from agents.ppo import AgentPolicy, rebuild_policy
 
 AGENT_FILE, ENV_FILE, CONFIG_FILE = "agent.pt", "env.pt", "config.json"
+FILES = (AGENT_FILE, ENV_FILE, CONFIG_FILE)
 STEP_KEY = "checkpoint_step"
 """The key of the step count each ``.pt`` part of a checkpoint carries."""
 
@@ -60,10 +61,21 @@ def save_checkpoint(
     """Write a checkpoint of step ``step`` as ``folder``, replacing the one there as a unit.
 
     Returns the folder.
+
+    Raises:
+        CheckpointError: ``folder`` holds files other than a checkpoint's (it is not replaced).
     """
     folder = Path(folder)
     new, old = _sibling(folder, "new"), _sibling(folder, "old")
     _finish_interrupted_swap(folder)
+    others = sorted(
+        p.name for p in (folder.iterdir() if folder.is_dir() else ()) if p.name not in FILES
+    )
+    if others:
+        raise CheckpointError(
+            f"{folder} holds other files than a checkpoint's ({', '.join(others[:5])}); "
+            "it is not replaced"
+        )
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
     torch.save({**agent, STEP_KEY: step}, new / AGENT_FILE)

@@ -114,6 +114,10 @@ def test_a_save_replaces_the_checkpoint_as_a_unit_and_mixed_parts_are_refused(tr
     (mixed / "agent.pt").write_bytes((target / "agent.pt").read_bytes())
     with pytest.raises(CheckpointError, match=r"agent\.pt is at step 32, env\.pt is at step 16"):
         load_checkpoint(mixed)
+    (tmp_path / "notes.txt").write_text("a run folder is not a checkpoint folder")
+    with pytest.raises(CheckpointError, match="other files than a checkpoint's"):
+        save_checkpoint(tmp_path, saved.agent, saved.env, saved.config, step=40)
+    assert (tmp_path / "notes.txt").exists()
 
 
 def test_an_agent_saved_in_another_format_is_refused_with_a_message(trained, tmp_path):
