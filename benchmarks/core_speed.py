@@ -1,11 +1,14 @@
 """Speed of the MSDA core against the plainest blend and torchvision's MixUp / CutMix.
 
 On a ``[128, 3, 32, 32]`` float32 batch with one-hot labels ``[128, 10]``, every method is timed
-twice: with its parameters sampled in the call (``sampled``: ``sample_*(...).apply(x, y)``) and
-with parameters drawn beforehand (``apply``: the public function alone). Each time is a ratio to
-``torch.lerp(x[perm], x, w)`` (``w`` a ``[B, 1, 1, 1]`` tensor, the plainest possible blend)
-and, for Mixup and CutMix, to ``torchvision.transforms.v2.MixUp`` / ``CutMix`` on integer labels
-(which sample their own parameters), all measured in the same run.
+three ways: with its parameters sampled in the call (``sampled``: ``sample_*(...).apply(x, y)``,
+the environment's path, value checks skipped as for all drawn parameters), and with parameters
+drawn beforehand through the public function as a user calls it (``apply``: value checks on)
+and with ``validate_args=False`` (``unchecked``). Each time is a ratio to the scalar-weight
+blend ``torch.lerp(x[perm], x, 0.3)`` (``scalar blend``, the cheapest blend there is), to
+``torch.lerp(x[perm], x, w)`` with ``w`` a ``[B, 1, 1, 1]`` tensor (``plain blend``) and, for
+Mixup and CutMix, to ``torchvision.transforms.v2.MixUp`` / ``CutMix`` on integer labels (which
+sample their own parameters), all measured in the same run.
 
 Every round runs all cases once, in a fresh random order, so that noise hits them alike. The
 table reports the median over rounds of the mean time per call within a round, and each ratio is
@@ -38,14 +41,19 @@ from mixenv import msda
 
 NUM_CLASSES = 10
 
-# Targets (ratio to the plain blend) from the issue; Mixup and CutMix also vs torchvision.
-TARGETS = {"mixup": 1.5, "cutmix": 1.5, "region_mixup k=2": 3.0, "rmix grid=4": 4.0}
+# Targets: ratio of (method, variant) to the scalar blend.
+TARGETS = {
+    ("mixup", "unchecked"): 1.1,
+    ("cutmix", "unchecked"): 1.3,
+    ("region_mixup k=2", "apply"): 3.0,
+    ("rmix grid=4", "apply"): 4.0,
+}
 
 
 @dataclass
 class Case:
     name: str  # e.g. "mixup"
-    variant: str  # "sampled", "apply" or "" for the baselines
+    variant: str  # "sampled", "apply", "unchecked" or "" for the baselines
     fn: Callable[[], object]
     torchvision: str | None = None  # name of the torchvision counterpart case
 
@@ -103,6 +111,10 @@ def build_cases(batch: int, device: torch.device, pools: int = 32) -> list[Case]
         perm, w = blends()
         return torch.lerp(x[perm], x, w)
 
+    def scalar_blend() -> torch.Tensor:
+        perm, _ = blends()
+        return torch.lerp(x[perm], x, 0.3)
+
     tv_mixup = v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES)
     tv_cutmix = v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)
 
@@ -118,27 +130,20 @@ def build_cases(batch: int, device: torch.device, pools: int = 32) -> list[Case]
     hmix_p = drawn(lambda: msda.sample_hmix(batch, size, 1.0, generator=pre))
     gmix_p = drawn(lambda: msda.sample_gmix(batch, size, 1.0, generator=pre))
 
-    def mixup_apply():
-        p = mixup_p()
-        return msda.mixup(x, y, p.lam, p.perm)
-
-    def cutmix_apply():
-        p = cutmix_p()
-        return msda.cutmix(x, y, p.box, p.perm)
-
-    def rmix_apply():
-        p = rmix_p()
-        return msda.rmix(x, y, saliency, p.q, p.lam, p.perm, 4)
-
-    def hmix_apply():
-        p = hmix_p()
-        return msda.hmix(x, y, p.box, p.lam, p.perm)
-
-    def gmix_apply():
-        p = gmix_p()
-        return msda.gmix(x, y, p.center, p.lam, p.perm, p.swap)
+    def given(
+        name: str,
+        params: Callable[[], msda.MixParams],
+        call: Callable[[msda.MixParams, bool], object],
+        torchvision: str | None = None,
+    ) -> list[Case]:
+        """The ``apply`` (checked) and ``unchecked`` cases of a public function."""
+        return [
+            Case(name, variant, lambda v=validate: call(params(), v), torchvision)
+            for variant, validate in (("apply", True), ("unchecked", False))
+        ]
 
     cases = [
+        Case("scalar blend", "", scalar_blend),
         Case("plain blend", "", plain_blend),
         Case("torchvision MixUp", "", lambda: tv_mixup(x, y_int)),
         Case("torchvision CutMix", "", lambda: tv_cutmix(x, y_int)),
@@ -148,29 +153,37 @@ def build_cases(batch: int, device: torch.device, pools: int = 32) -> list[Case]
             lambda: msda.sample_mixup(batch, 1.0, generator=g).apply(x, y),
             "torchvision MixUp",
         ),
-        Case("mixup", "apply", mixup_apply, "torchvision MixUp"),
+        *given(
+            "mixup",
+            mixup_p,
+            lambda p, v: msda.mixup(x, y, p.lam, p.perm, validate_args=v),
+            "torchvision MixUp",
+        ),
         Case(
             "cutmix",
             "sampled",
             lambda: msda.sample_cutmix(batch, size, 1.0, generator=g).apply(x, y),
             "torchvision CutMix",
         ),
-        Case("cutmix", "apply", cutmix_apply, "torchvision CutMix"),
+        *given(
+            "cutmix",
+            cutmix_p,
+            lambda p, v: msda.cutmix(x, y, p.box, p.perm, validate_args=v),
+            "torchvision CutMix",
+        ),
     ]
     for k in (2, 4, 8):
-        region_p = drawn(lambda k=k: msda.sample_region_mixup(batch, k, 1.0, generator=pre))
-
-        def region_apply(region_p=region_p):
-            p = region_p()
-            return msda.region_mixup(x, y, p.lams, p.perms)
-
         cases += [
             Case(
                 f"region_mixup k={k}",
                 "sampled",
                 lambda k=k: msda.sample_region_mixup(batch, k, 1.0, generator=g).apply(x, y),
             ),
-            Case(f"region_mixup k={k}", "apply", region_apply),
+            *given(
+                f"region_mixup k={k}",
+                drawn(lambda k=k: msda.sample_region_mixup(batch, k, 1.0, generator=pre)),
+                lambda p, v: msda.region_mixup(x, y, p.lams, p.perms, validate_args=v),
+            ),
         ]
     cases += [
         Case(
@@ -178,11 +191,19 @@ def build_cases(batch: int, device: torch.device, pools: int = 32) -> list[Case]
             "sampled",
             lambda: msda.sample_rmix(batch, 1.0, generator=g, grids=(4,)).apply(x, y, saliency),
         ),
-        Case("rmix grid=4", "apply", rmix_apply),
+        *given(
+            "rmix grid=4",
+            rmix_p,
+            lambda p, v: msda.rmix(x, y, saliency, p.q, p.lam, p.perm, 4, validate_args=v),
+        ),
         Case("hmix", "sampled", lambda: msda.sample_hmix(batch, size, generator=g).apply(x, y)),
-        Case("hmix", "apply", hmix_apply),
+        *given("hmix", hmix_p, lambda p, v: msda.hmix(x, y, p.box, p.lam, p.perm, validate_args=v)),
         Case("gmix", "sampled", lambda: msda.sample_gmix(batch, size, generator=g).apply(x, y)),
-        Case("gmix", "apply", gmix_apply),
+        *given(
+            "gmix",
+            gmix_p,
+            lambda p, v: msda.gmix(x, y, p.center, p.lam, p.perm, p.swap, validate_args=v),
+        ),
     ]
     return cases
 
@@ -237,22 +258,21 @@ def measure(
 
 def table(cases: list[Case], timings: Timings) -> str:
     lines = [
-        "| method | variant | median µs | x plain blend | x torchvision | target | faults/call |",
-        "|---|---|---:|---:|---:|---|---:|",
+        "| method | variant | median µs | x scalar blend | x plain blend | x torchvision "
+        "| target | faults/call |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for case in cases:
-        ratio = timings.ratio(case.key, "plain blend")
-        tv_ratio = timings.ratio(case.key, case.torchvision) if case.torchvision else None
-        target = TARGETS.get(case.name)
+        ratio = timings.ratio(case.key, "scalar blend")
+        plain = timings.ratio(case.key, "plain blend")
+        tv = f"{timings.ratio(case.key, case.torchvision):.2f}" if case.torchvision else ""
+        target = TARGETS.get((case.name, case.variant))
         verdict = ""
         if target is not None:
-            verdict = f"<= {target:g}x plain: {'met' if ratio <= target else 'MISSED'}"
-            if tv_ratio is not None:
-                verdict += f"; <= {target:g}x tv: {'met' if tv_ratio <= target else 'MISSED'}"
-        tv = f"{tv_ratio:.2f}" if tv_ratio is not None else ""
+            verdict = f"<= {target:g}x scalar: {'met' if ratio <= target else 'MISSED'}"
         lines.append(
             f"| {case.name} | {case.variant or '-'} | {timings.median(case.key) * 1e6:.1f} "
-            f"| {ratio:.2f} | {tv} | {verdict} | {timings.faults[case.key]:.0f} |"
+            f"| {ratio:.2f} | {plain:.2f} | {tv} | {verdict} | {timings.faults[case.key]:.0f} |"
         )
     return "\n".join(lines)
 

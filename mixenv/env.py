@@ -486,17 +486,25 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._clean, self._clean_saliency = clean, msda.input_saliency(clean.input_grad)
         self._batch = batch
 
+    def _mix(self, action: MixAction) -> tuple[Tensor, Tensor, msda.MixPlan | None]:
+        """The current batch mixed as ``action`` says, with its plan (``None``: not mixed).
+
+        Reads nothing back from the device: the parameters are drawn on the CPU and are valid
+        by construction (the samplers' ``validate_args=False``).
+        """
+        x, labels = self._batch
+        y = F.one_hot(labels, self.data.num_classes).float()
+        params = msda.sample_action(action, self.batch_size, x.shape[-2:], self._mix_generator)
+        if params is None:
+            return x, y, None
+        plan = params.to(x.device).plan(x.shape, self._clean_saliency)
+        x_mixed, y_mixed = msda.apply_plan(x, y, plan)
+        return x_mixed, y_mixed, plan
+
     def _update(self, mix_action: MixAction, info: dict[str, Any]) -> float:
         """Mix the current batch as ``mix_action`` says, train on it and score the step;
         ``info`` gets the step's figures. Raises ``NonFiniteLossError`` (no update made)."""
-        x, labels = self._batch
-        y = F.one_hot(labels, self.data.num_classes).float()
-        params = msda.sample_action(mix_action, self.batch_size, x.shape[-2:], self._mix_generator)
-        if params is None:
-            plan, x_mixed, y_mixed = None, x, y
-        else:
-            plan = params.to(x.device).plan(x.shape, self._clean_saliency)
-            x_mixed, y_mixed = msda.apply_plan(x, y, plan)
+        x_mixed, y_mixed, plan = self._mix(mix_action)
         self._last_mix = (x_mixed, plan)
         self.reward.before_update(self.trainer)
         result = self.trainer.mixed_step(x_mixed, y_mixed)

@@ -1,4 +1,11 @@
-"""Argument checks of the mixing functions; each raises ``ValueError`` naming the argument."""
+"""Argument checks of the mixing functions; each raises ``ValueError`` naming the argument.
+
+Two kinds of checks: those of types, shapes and dtypes (tensor metadata, free on any device)
+always run; those of values (a permutation is one, a fraction lies in [0, 1], a box lies inside
+the image) read tensor contents back, a device-to-host synchronization on CUDA, and run only
+with ``validate_args=True``, in the manner of ``torch.distributions``. Parameters drawn by the
+samplers are valid by construction and skip them; users' own calls check by default.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +37,9 @@ def check_batch(x: Tensor, y: Tensor) -> None:
         raise ValueError(f"y is on {y.device} but x is on {x.device}")
 
 
-def as_perm(perm: Tensor, batch_size: int, name: str = "perm") -> Tensor:
+def as_perm(
+    perm: Tensor, batch_size: int, name: str = "perm", *, validate_args: bool = True
+) -> Tensor:
     """Check that ``perm [..., B]`` holds permutations of ``0..B-1`` along its last axis."""
     if not isinstance(perm, Tensor) or perm.dtype.is_floating_point or perm.dtype == torch.bool:
         raise ValueError(f"{name} must be an integer tensor, got {_describe(perm)}")
@@ -39,6 +48,8 @@ def as_perm(perm: Tensor, batch_size: int, name: str = "perm") -> Tensor:
             f"{name} must end in the batch size {batch_size}, got shape {tuple(perm.shape)}"
         )
     perm = perm.long()
+    if not validate_args:
+        return perm
     expected = torch.arange(batch_size, device=perm.device).expand_as(perm)
     if not torch.equal(perm.sort(dim=-1).values, expected):
         raise ValueError(
@@ -48,7 +59,12 @@ def as_perm(perm: Tensor, batch_size: int, name: str = "perm") -> Tensor:
 
 
 def as_fraction(
-    value: float | Tensor, batch_size: int, name: str, *, open_low: bool = False
+    value: float | Tensor,
+    batch_size: int,
+    name: str,
+    *,
+    open_low: bool = False,
+    validate_args: bool = True,
 ) -> Tensor:
     """Return ``value`` (a float, a scalar or a ``[B]`` tensor) as a float tensor in [0, 1].
 
@@ -63,6 +79,8 @@ def as_fraction(
             f"{tuple(tensor.shape)}"
         )
     tensor = tensor.to(torch.float64 if tensor.dtype == torch.float64 else torch.float32)
+    if not validate_args:
+        return tensor
     low_ok = (tensor > 0) if open_low else (tensor >= 0)
     if not bool((low_ok & (tensor <= 1)).all()):
         interval = "(0, 1]" if open_low else "[0, 1]"
@@ -83,7 +101,12 @@ def check_grid(grid: int, height: int, width: int, name: str = "grid") -> int:
 
 
 def as_boxes(
-    box: Tensor | tuple[int, int, int, int], batch_size: int, height: int, width: int
+    box: Tensor | tuple[int, int, int, int],
+    batch_size: int,
+    height: int,
+    width: int,
+    *,
+    validate_args: bool = True,
 ) -> Tensor:
     """Return boxes ``(y0, x0, y1, x1)`` as a long tensor ``[N, 4]``, N in {1, B}, once checked."""
     boxes = box if isinstance(box, Tensor) else torch.tensor(box)
@@ -94,6 +117,8 @@ def as_boxes(
             f"box must have shape [4] or [B, 4] with B={batch_size}, got {tuple(boxes.shape)}"
         )
     boxes = boxes.long().reshape(-1, 4)
+    if not validate_args:
+        return boxes
     y0, x0, y1, x1 = boxes.unbind(dim=1)
     if not bool(
         ((y0 >= 0) & (y0 <= y1) & (y1 <= height) & (x0 >= 0) & (x0 <= x1) & (x1 <= width)).all()
@@ -106,7 +131,12 @@ def as_boxes(
 
 
 def as_centers(
-    center: Tensor | tuple[float, float], batch_size: int, height: int, width: int
+    center: Tensor | tuple[float, float],
+    batch_size: int,
+    height: int,
+    width: int,
+    *,
+    validate_args: bool = True,
 ) -> Tensor:
     """Return centres ``(cy, cx)`` as a float tensor ``[N, 2]``, N in {1, B}, inside the image.
 
@@ -119,6 +149,8 @@ def as_centers(
         )
     dtype = torch.float64 if centers.dtype == torch.float64 else torch.float32
     centers = centers.to(dtype).reshape(-1, 2)
+    if not validate_args:
+        return centers
     cy, cx = centers.unbind(dim=1)
     if not bool(((cy >= 0) & (cy <= height - 1) & (cx >= 0) & (cx <= width - 1)).all()):
         raise ValueError(

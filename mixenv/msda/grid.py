@@ -21,8 +21,8 @@ def cell_bounds(size: int, cells: int) -> list[int]:
 def cell_of_pixel(size: int, cells: int, device: torch.device | str | None = None) -> Tensor:
     """Return a LongTensor ``[size]`` holding the cell index of every pixel along one axis."""
     bounds = cell_bounds(size, cells)
-    lengths = torch.tensor([b - a for a, b in pairwise(bounds)], device=device)
-    return torch.repeat_interleave(torch.arange(cells, device=device), lengths)
+    index = [cell for cell, (a, b) in enumerate(pairwise(bounds)) for _ in range(a, b)]
+    return _to_device(torch.tensor(index), device)
 
 
 def cell_pixels(
@@ -35,9 +35,9 @@ def cell_pixels(
 ) -> Tensor:
     """Return ``[rows, cols]`` pixel counts of the cells (whole numbers, exact in ``dtype``)."""
     rb, cb = cell_bounds(height, rows), cell_bounds(width, cols)
-    row_len = torch.tensor([b - a for a, b in pairwise(rb)], dtype=dtype, device=device)
-    col_len = torch.tensor([b - a for a, b in pairwise(cb)], dtype=dtype, device=device)
-    return torch.outer(row_len, col_len)
+    row_len = torch.tensor([b - a for a, b in pairwise(rb)], dtype=dtype)
+    col_len = torch.tensor([b - a for a, b in pairwise(cb)], dtype=dtype)
+    return _to_device(torch.outer(row_len, col_len), device)
 
 
 def cell_areas(
@@ -90,3 +90,9 @@ def upsample_cells(cells: Tensor, height: int, width: int) -> Tensor:
     row_index = cell_of_pixel(height, rows, cells.device)
     col_index = cell_of_pixel(width, cols, cells.device)
     return cells.index_select(-2, row_index).index_select(-1, col_index)
+
+
+def _to_device(tensor: Tensor, device: torch.device | str | None) -> Tensor:
+    """``tensor``, built on the CPU from Python numbers, on ``device`` without blocking the host
+    (``torch.tensor(..., device="cuda")`` would wait for the device)."""
+    return tensor if device is None else tensor.to(device, non_blocking=True)

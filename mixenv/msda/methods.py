@@ -4,6 +4,11 @@ Each ``*_plan`` function turns a method's explicit parameters into a :class:`Mix
 function checks its inputs, builds the plan and applies it. Randomness lives in
 :mod:`mixenv.msda.samplers`, never here.
 
+Every function takes ``validate_args`` (default ``True``): with ``False`` the checks that read
+tensor values (a permutation is one, fractions in [0, 1], boxes and centres inside the image)
+are skipped, so a call makes no device-to-host synchronization; types and shapes are always
+checked (see :mod:`mixenv.msda.checks`).
+
 Shapes: ``x [B, C, H, W]``, soft labels ``y [B, K]``, ``perm [B]`` (sample ``i``'s partner is
 ``perm[i]``). ``size`` is ``x.shape``.
 """
@@ -18,28 +23,37 @@ from torch import Tensor
 
 from mixenv.msda.checks import as_boxes, as_centers, as_fraction, as_perm, check_batch, check_grid
 from mixenv.msda.grid import pool_to_grid
-from mixenv.msda.plan import MixPlan, apply_plan
+from mixenv.msda.plan import MixPlan, mix_checked
 
 
-def mixup_plan(lam: float | Tensor, perm: Tensor, size: Sequence[int]) -> MixPlan:
+def mixup_plan(
+    lam: float | Tensor, perm: Tensor, size: Sequence[int], *, validate_args: bool = True
+) -> MixPlan:
     """Plan of Mixup: one cell whose own weight is ``lam``."""
     batch = size[0]
-    perm = as_perm(perm, batch)
-    lam = as_fraction(lam, batch, "lam").to(perm.device)
+    perm = as_perm(perm, batch, validate_args=validate_args)
+    lam = as_fraction(lam, batch, "lam", validate_args=validate_args).to(perm.device)
     return MixPlan(lam.reshape(-1, 1, 1), perm)
 
 
 def cutmix_plan(
-    box: Tensor | tuple[int, int, int, int], perm: Tensor, size: Sequence[int]
+    box: Tensor | tuple[int, int, int, int],
+    perm: Tensor,
+    size: Sequence[int],
+    *,
+    validate_args: bool = True,
 ) -> MixPlan:
     """Plan of CutMix: pixels inside ``box`` come from the partner (own weight 0)."""
     batch, _, height, width = size
-    perm = as_perm(perm, batch)
-    inside = _box_mask(as_boxes(box, batch, height, width).to(perm.device), height, width)
+    perm = as_perm(perm, batch, validate_args=validate_args)
+    boxes = as_boxes(box, batch, height, width, validate_args=validate_args)
+    inside = _box_mask(boxes.to(perm.device), height, width)
     return MixPlan((~inside).float(), perm)
 
 
-def region_mixup_plan(lams: Tensor, perms: Tensor, size: Sequence[int]) -> MixPlan:
+def region_mixup_plan(
+    lams: Tensor, perms: Tensor, size: Sequence[int], *, validate_args: bool = True
+) -> MixPlan:
     """Plan of Region Mixup: tile ``j`` has own weight ``lams[j]`` and partners ``perms[j]``."""
     batch, _, height, width = size
     if not isinstance(lams, Tensor) or lams.dim() not in (2, 3) or lams.shape[-1] != lams.shape[-2]:
@@ -55,8 +69,9 @@ def region_mixup_plan(lams: Tensor, perms: Tensor, size: Sequence[int]) -> MixPl
             f"perms must have shape [k, k, B] = {(grid, grid, batch)}, got "
             f"{tuple(getattr(perms, 'shape', ()))}"
         )
-    perms = as_perm(perms, batch, name="perms")
-    flat = as_fraction(lams.flatten(), lams.numel(), "lams").reshape(lams.shape)
+    perms = as_perm(perms, batch, name="perms", validate_args=validate_args)
+    flat = as_fraction(lams.flatten(), lams.numel(), "lams", validate_args=validate_args)
+    flat = flat.reshape(lams.shape)
     weight = flat.to(perms.device).reshape(-1, grid, grid)
     partner = perms.permute(2, 0, 1)
     return MixPlan(weight, partner.reshape(batch) if grid == 1 else partner)
@@ -69,6 +84,8 @@ def rmix_plan(
     perm: Tensor,
     grid: int,
     size: Sequence[int],
+    *,
+    validate_args: bool = True,
 ) -> MixPlan:
     """Plan of R-Mix: saliency-ranked cells, blended where image and partner agree.
 
@@ -83,9 +100,9 @@ def rmix_plan(
             f"saliency must have shape [B, H, W] = {(batch, height, width)}, got "
             f"{tuple(getattr(saliency, 'shape', ()))}"
         )
-    perm = as_perm(perm, batch)
-    q = as_fraction(q, batch, "q").to(perm.device)
-    lam = as_fraction(lam, batch, "lam").to(perm.device)
+    perm = as_perm(perm, batch, validate_args=validate_args)
+    q = as_fraction(q, batch, "q", validate_args=validate_args).to(perm.device)
+    lam = as_fraction(lam, batch, "lam", validate_args=validate_args).to(perm.device)
     pooled = pool_to_grid(saliency.detach().to(perm.device, q.dtype), grid)
     threshold = rowwise_quantile(pooled.reshape(batch, -1), q.expand(batch))
     top = pooled >= threshold.reshape(batch, 1, 1)
@@ -95,13 +112,19 @@ def rmix_plan(
 
 
 def hmix_plan(
-    box: Tensor | tuple[int, int, int, int], lam: float | Tensor, perm: Tensor, size: Sequence[int]
+    box: Tensor | tuple[int, int, int, int],
+    lam: float | Tensor,
+    perm: Tensor,
+    size: Sequence[int],
+    *,
+    validate_args: bool = True,
 ) -> MixPlan:
     """Plan of HMix: inside ``box`` from the partner, outside a Mixup blend with ``lam``."""
     batch, _, height, width = size
-    perm = as_perm(perm, batch)
-    lam = as_fraction(lam, batch, "lam").to(perm.device)
-    inside = _box_mask(as_boxes(box, batch, height, width).to(perm.device), height, width)
+    perm = as_perm(perm, batch, validate_args=validate_args)
+    lam = as_fraction(lam, batch, "lam", validate_args=validate_args).to(perm.device)
+    boxes = as_boxes(box, batch, height, width, validate_args=validate_args)
+    inside = _box_mask(boxes.to(perm.device), height, width)
     weight = torch.where(inside, 0.0, lam.reshape(-1, 1, 1))
     return MixPlan(weight, perm)
 
@@ -112,6 +135,8 @@ def gmix_plan(
     perm: Tensor,
     size: Sequence[int],
     swap: bool | Tensor = False,
+    *,
+    validate_args: bool = True,
 ) -> MixPlan:
     """Plan of GMix: own weight ``exp(-pi * d^2 / (lam * H^2))``, ``d`` the distance to ``center``.
 
@@ -119,9 +144,10 @@ def gmix_plan(
     swap that naver-ai/hmix-gmix applies when the drawn lambda is at least 0.5.
     """
     batch, _, height, width = size
-    perm = as_perm(perm, batch)
-    lam = as_fraction(lam, batch, "lam", open_low=True).to(perm.device)
-    centers = as_centers(center, batch, height, width).to(perm.device)
+    perm = as_perm(perm, batch, validate_args=validate_args)
+    lam = as_fraction(lam, batch, "lam", open_low=True, validate_args=validate_args)
+    centers = as_centers(center, batch, height, width, validate_args=validate_args)
+    lam, centers = lam.to(perm.device), centers.to(perm.device)
     dtype = torch.promote_types(lam.dtype, centers.dtype)
     lam, centers = lam.to(dtype), centers.to(dtype)
     rows = torch.arange(height, device=perm.device, dtype=dtype)
@@ -137,7 +163,9 @@ def gmix_plan(
     return MixPlan(weight, perm)
 
 
-def mixup(x: Tensor, y: Tensor, lam: float | Tensor, perm: Tensor) -> tuple[Tensor, Tensor]:
+def mixup(
+    x: Tensor, y: Tensor, lam: float | Tensor, perm: Tensor, *, validate_args: bool = True
+) -> tuple[Tensor, Tensor]:
     """Mixup (Zhang et al., 2018): ``lam * x + (1 - lam) * x[perm]``, labels likewise.
 
     Args:
@@ -145,6 +173,8 @@ def mixup(x: Tensor, y: Tensor, lam: float | Tensor, perm: Tensor) -> tuple[Tens
         y: soft labels ``[B, K]``.
         lam: own weight, a float or a ``[B]`` tensor in [0, 1].
         perm: partner indices, a permutation ``[B]``.
+        validate_args: check the values of ``lam`` and ``perm`` (skip only for parameters
+            known to be valid: a check reads them back from the device).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -152,11 +182,16 @@ def mixup(x: Tensor, y: Tensor, lam: float | Tensor, perm: Tensor) -> tuple[Tens
         >>> x_mixed, y_mixed = mixup(x, y, 0.7, torch.randperm(4, generator=g))
     """
     check_batch(x, y)
-    return apply_plan(x, y, mixup_plan(lam, perm, x.shape))
+    return mix_checked(x, y, mixup_plan(lam, perm, x.shape, validate_args=validate_args))
 
 
 def cutmix(
-    x: Tensor, y: Tensor, box: Tensor | tuple[int, int, int, int], perm: Tensor
+    x: Tensor,
+    y: Tensor,
+    box: Tensor | tuple[int, int, int, int],
+    perm: Tensor,
+    *,
+    validate_args: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """CutMix (Yun et al., 2019): pixels inside ``box`` come from ``x[perm]``.
 
@@ -167,10 +202,12 @@ def cutmix(
     ``a = (y1 - y0) * (x1 - x0) / (H * W)``.
     """
     check_batch(x, y)
-    return apply_plan(x, y, cutmix_plan(box, perm, x.shape))
+    return mix_checked(x, y, cutmix_plan(box, perm, x.shape, validate_args=validate_args))
 
 
-def region_mixup(x: Tensor, y: Tensor, lams: Tensor, perms: Tensor) -> tuple[Tensor, Tensor]:
+def region_mixup(
+    x: Tensor, y: Tensor, lams: Tensor, perms: Tensor, *, validate_args: bool = True
+) -> tuple[Tensor, Tensor]:
     """Region Mixup (Saha & Garain, 2024): Mixup per tile of a ``k x k`` grid.
 
     Tile ``j`` (row-major) is ``lams[j] * x + (1 - lams[j]) * x[perms[j]]``; labels are the
@@ -181,7 +218,8 @@ def region_mixup(x: Tensor, y: Tensor, lams: Tensor, perms: Tensor) -> tuple[Ten
         perms: ``[k, k, B]`` one permutation per tile.
     """
     check_batch(x, y)
-    return apply_plan(x, y, region_mixup_plan(lams, perms, x.shape))
+    plan = region_mixup_plan(lams, perms, x.shape, validate_args=validate_args)
+    return mix_checked(x, y, plan)
 
 
 def rmix(
@@ -192,6 +230,8 @@ def rmix(
     lam: float | Tensor,
     perm: Tensor,
     grid: int,
+    *,
+    validate_args: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """R-Mix (Luu et al., 2022): saliency-thresholded mixing on a ``grid x grid`` partition.
 
@@ -205,18 +245,25 @@ def rmix(
     Labels are weighted by exact pixel areas (R-Mix eq. 7).
     """
     check_batch(x, y)
-    return apply_plan(x, y, rmix_plan(saliency, q, lam, perm, grid, x.shape))
+    plan = rmix_plan(saliency, q, lam, perm, grid, x.shape, validate_args=validate_args)
+    return mix_checked(x, y, plan)
 
 
 def hmix(
-    x: Tensor, y: Tensor, box: Tensor | tuple[int, int, int, int], lam: float | Tensor, perm: Tensor
+    x: Tensor,
+    y: Tensor,
+    box: Tensor | tuple[int, int, int, int],
+    lam: float | Tensor,
+    perm: Tensor,
+    *,
+    validate_args: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """HMix (Park et al., 2022): CutMix inside ``box``, Mixup with ``lam`` outside it.
 
     The own label weight is ``lam * (1 - box area / (H * W))``.
     """
     check_batch(x, y)
-    return apply_plan(x, y, hmix_plan(box, lam, perm, x.shape))
+    return mix_checked(x, y, hmix_plan(box, lam, perm, x.shape, validate_args=validate_args))
 
 
 def gmix(
@@ -226,6 +273,8 @@ def gmix(
     lam: float | Tensor,
     perm: Tensor,
     swap: bool | Tensor = False,
+    *,
+    validate_args: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """GMix (Park et al., 2022): ``m * x + (1 - m) * x[perm]``, ``m`` a Gaussian around ``center``.
 
@@ -234,7 +283,8 @@ def gmix(
     ``swap`` the mask is the partner's weight (see :func:`gmix_plan`).
     """
     check_batch(x, y)
-    return apply_plan(x, y, gmix_plan(center, lam, perm, x.shape, swap))
+    plan = gmix_plan(center, lam, perm, x.shape, swap, validate_args=validate_args)
+    return mix_checked(x, y, plan)
 
 
 def rowwise_quantile(values: Tensor, q: Tensor) -> Tensor:

@@ -52,17 +52,31 @@ def apply_plan(x: Tensor, y: Tensor, plan: MixPlan) -> tuple[Tensor, Tensor]:
     gradients flow from the outputs to ``x`` and ``y``.
     """
     check_batch(x, y)
-    batch, _, height, width = x.shape
+    batch = x.shape[0]
     if plan.batch_size != batch or plan.weight.shape[0] not in (1, batch):
         raise ValueError(f"plan is for a batch of {plan.batch_size}, x has {batch}")
-    weight = plan.weight.to(x.device)
-    partner = plan.partner.to(x.device)
-    x_mixed = _mix_images(x, weight.to(x.dtype), partner)
+    return mix_checked(x, y, plan)
 
+
+def mix_checked(x: Tensor, y: Tensor, plan: MixPlan) -> tuple[Tensor, Tensor]:
+    """:func:`apply_plan` for ``x``, ``y`` and a plan already checked to match them.
+
+    A weight shared by the whole batch as one number held on the CPU is used as a Python
+    scalar (``torch.lerp``'s scalar form, the cheapest blend; reading a CPU tensor never
+    synchronizes a device). Anything else moves to ``x``'s device without blocking.
+    """
+    height, width = x.shape[-2:]
+    partner = plan.partner.to(x.device, non_blocking=True)
     label_dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
-    return x_mixed, _mix_labels(
-        y.to(label_dtype), weight.to(label_dtype), partner, height, width
-    ).to(y.dtype)
+    if plan.weight.numel() == 1 and plan.weight.device.type == "cpu":
+        own, partner, labels = float(plan.weight), partner.reshape(-1), y.to(label_dtype)
+        x_mixed = torch.lerp(x.index_select(0, partner), x, own)
+        y_mixed = torch.lerp(labels.index_select(0, partner), labels, own)
+        return x_mixed, y_mixed.to(y.dtype)
+    weight = plan.weight.to(x.device, non_blocking=True)
+    x_mixed = _mix_images(x, weight.to(x.dtype), partner)
+    y_mixed = _mix_labels(y.to(label_dtype), weight.to(label_dtype), partner, height, width)
+    return x_mixed, y_mixed.to(y.dtype)
 
 
 def _areas(weight: Tensor, height: int, width: int) -> Tensor:
@@ -76,6 +90,8 @@ def _areas(weight: Tensor, height: int, width: int) -> Tensor:
 def _mix_labels(y: Tensor, weight: Tensor, partner: Tensor, height: int, width: int) -> Tensor:
     """Soft labels weighted by the exact area each source covers."""
     batch, (rows, cols) = y.shape[0], weight.shape[-2:]
+    if (rows, cols) == (1, 1):
+        return torch.lerp(y.index_select(0, partner.reshape(-1)), y, weight.reshape(-1, 1))
     areas = _areas(weight, height, width)
     own = (weight * areas).sum(dim=(1, 2)).unsqueeze(1)
     if partner.dim() == 1:

@@ -225,6 +225,9 @@ def _no_mixing(
 
 
 def _topk_tensor(topk: tuple[float, ...], batch_size: int) -> torch.Tensor:
+    """The action's top-k percentiles as ``q [B]``, checked here while they are numbers."""
+    if not all(0 <= t <= 1 for t in topk):
+        raise ValueError(f"topk must lie in [0, 1], got {topk}")
     q = torch.tensor(topk, dtype=torch.float32)
     return q.expand(batch_size).clone() if q.numel() == 1 else q
 
@@ -283,7 +286,7 @@ register_method(
         name="rmix",
         params=RMixParams,
         sample=lambda a, b, size, g: rmix_params(
-            _topk_tensor(a.topk, b), a.alpha, a.grid, b, generator=g
+            _topk_tensor(a.topk, b), a.alpha, a.grid, b, generator=g, validate_args=False
         ),
         uses=frozenset({"grid", "alpha", "topk"}),
         alpha=PAPER_ALPHA,

@@ -8,14 +8,17 @@ method's mixing function, so a mix can be logged, replayed or applied later::
     x_mixed, y_mixed = params.apply(x, y)
 
 Parameters are drawn on the CPU (cheap, and identical on every device) and moved to the batch's
-device when applied. Nothing here touches the global random state.
+device when applied. Nothing here touches the global random state. Drawn parameters are valid by
+construction, so they carry ``validate_args=False``: applying them skips the checks that read
+values back from the device (a parameter record built by hand checks them, as the public
+functions do).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from numbers import Real
 
 import torch
@@ -30,7 +33,7 @@ from mixenv.msda.methods import (
     region_mixup_plan,
     rmix_plan,
 )
-from mixenv.msda.plan import MixPlan, apply_plan
+from mixenv.msda.plan import MixPlan, mix_checked
 
 RMIX_GRIDS = (2, 4)
 """R-Mix's grid sizes p: one is drawn per batch (Luu et al., 2023)."""
@@ -80,16 +83,23 @@ def topk_levels(count: int) -> Tensor:
 
 @dataclass(frozen=True)
 class MixParams:
-    """Base of the parameter records: ``plan`` is the method's plan builder on these fields."""
+    """Base of the parameter records: ``plan`` is the method's plan builder on these fields.
+
+    Attributes:
+        validate_args: check the values when planning (the samplers' draws are valid by
+            construction and set it to ``False``; records built by hand default to ``True``).
+    """
+
+    validate_args: bool = field(default=True, kw_only=True)
 
     def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
         """The deterministic :class:`MixPlan` for a batch of shape ``size``."""
         raise NotImplementedError
 
     def to(self, device: torch.device | str) -> MixParams:
-        """A copy with every tensor field on ``device``."""
+        """A copy with every tensor field on ``device`` (copied without blocking the host)."""
         moved = {
-            f.name: getattr(self, f.name).to(device)
+            f.name: getattr(self, f.name).to(device, non_blocking=True)
             for f in fields(self)
             if isinstance(getattr(self, f.name), Tensor)
         }
@@ -98,7 +108,7 @@ class MixParams:
     def apply(self, x: Tensor, y: Tensor, saliency: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Mix ``x`` and soft labels ``y`` with these parameters (R-Mix needs ``saliency``)."""
         check_batch(x, y)
-        return apply_plan(x, y, self.to(x.device).plan(x.shape, saliency))
+        return mix_checked(x, y, self.to(x.device).plan(x.shape, saliency))
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ class MixupParams(MixParams):
     perm: Tensor
 
     def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
-        return mixup_plan(self.lam, self.perm, size)
+        return mixup_plan(self.lam, self.perm, size, validate_args=self.validate_args)
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class CutMixParams(MixParams):
     perm: Tensor
 
     def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
-        return cutmix_plan(self.box, self.perm, size)
+        return cutmix_plan(self.box, self.perm, size, validate_args=self.validate_args)
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,7 @@ class RegionMixupParams(MixParams):
     perms: Tensor
 
     def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
-        return region_mixup_plan(self.lams, self.perms, size)
+        return region_mixup_plan(self.lams, self.perms, size, validate_args=self.validate_args)
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,15 @@ class RMixParams(MixParams):
     def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
         if saliency is None:
             raise ValueError("R-Mix needs the saliency [B, H, W] of the unmixed batch")
-        return rmix_plan(saliency, self.q, self.lam, self.perm, self.grid, size)
+        return rmix_plan(
+            saliency,
+            self.q,
+            self.lam,
+            self.perm,
+            self.grid,
+            size,
+            validate_args=self.validate_args,
+        )
 
 
 @dataclass(frozen=True)
@@ -158,7 +176,7 @@ class HMixParams(MixParams):
     perm: Tensor
 
     def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
-        return hmix_plan(self.box, self.lam, self.perm, size)
+        return hmix_plan(self.box, self.lam, self.perm, size, validate_args=self.validate_args)
 
 
 @dataclass(frozen=True)
@@ -171,7 +189,9 @@ class GMixParams(MixParams):
     swap: Tensor
 
     def plan(self, size: Sequence[int], saliency: Tensor | None = None) -> MixPlan:
-        return gmix_plan(self.center, self.lam, self.perm, size, self.swap)
+        return gmix_plan(
+            self.center, self.lam, self.perm, size, self.swap, validate_args=self.validate_args
+        )
 
 
 def sample_mixup(
@@ -179,7 +199,7 @@ def sample_mixup(
 ) -> MixupParams:
     """Mixup: ``lam ~ Beta(alpha, alpha)`` (one per batch, or per sample) and a random ``perm``."""
     lam = sample_beta(alpha, (batch_size,) if per_sample else (), generator)
-    return MixupParams(lam, torch.randperm(batch_size, generator=generator))
+    return MixupParams(lam, torch.randperm(batch_size, generator=generator), validate_args=False)
 
 
 def sample_cutmix(
@@ -198,7 +218,9 @@ def sample_cutmix(
     lam = sample_beta(alpha, (batch_size if per_sample else 1,), generator)
     box = _random_boxes(lam, image_size, 1.0, generator)
     return CutMixParams(
-        box if per_sample else box[0], torch.randperm(batch_size, generator=generator)
+        box if per_sample else box[0],
+        torch.randperm(batch_size, generator=generator),
+        validate_args=False,
     )
 
 
@@ -218,7 +240,7 @@ def sample_region_mixup(
     # argsort of i.i.d. uniforms: k * k independent uniform permutations in one call
     keys = torch.rand(grid * grid, batch_size, dtype=torch.float64, generator=generator)
     perms = keys.argsort(dim=1).reshape(grid, grid, batch_size)
-    return RegionMixupParams(lams, perms)
+    return RegionMixupParams(lams, perms, validate_args=False)
 
 
 def draw_option(options: Sequence[int], generator: torch.Generator) -> int:
@@ -241,11 +263,17 @@ def rmix_params(
     *,
     generator: torch.Generator,
     per_sample: bool = False,
+    validate_args: bool = True,
 ) -> RMixParams:
     """R-Mix's parameters for chosen top-k percentiles ``q [B]`` and grid: ``lam ~ Beta(alpha,
-    alpha)`` (one per batch, or per sample) and a random partner permutation."""
+    alpha)`` (one per batch, or per sample) and a random partner permutation.
+
+    ``q`` comes from the caller, so its values are checked when applied unless
+    ``validate_args=False`` says the caller knows them to lie in [0, 1].
+    """
     lam = sample_beta(alpha, (batch_size,) if per_sample else (), generator)
-    return RMixParams(q, lam, torch.randperm(batch_size, generator=generator), grid)
+    perm = torch.randperm(batch_size, generator=generator)
+    return RMixParams(q, lam, perm, grid, validate_args=validate_args)
 
 
 def sample_rmix(
@@ -264,7 +292,9 @@ def sample_rmix(
     levels = topk_levels(topk_count)
     grid = draw_option(grids, generator)
     q = draw_topk(levels, batch_size, generator)
-    return rmix_params(q, alpha, grid, batch_size, generator=generator, per_sample=per_sample)
+    return rmix_params(
+        q, alpha, grid, batch_size, generator=generator, per_sample=per_sample, validate_args=False
+    )
 
 
 def sample_hmix(
@@ -288,9 +318,10 @@ def sample_hmix(
     height, width = image_size
     kept = 1 - ((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])).float() / (height * width)
     outside_lam = torch.where(kept > 0, lam / kept.clamp_min(1e-12), 1.0).clamp(0, 1)
+    perm = torch.randperm(batch_size, generator=generator)
     if per_sample:
-        return HMixParams(box, outside_lam, torch.randperm(batch_size, generator=generator))
-    return HMixParams(box[0], outside_lam[0], torch.randperm(batch_size, generator=generator))
+        return HMixParams(box, outside_lam, perm, validate_args=False)
+    return HMixParams(box[0], outside_lam[0], perm, validate_args=False)
 
 
 def sample_gmix(
@@ -318,8 +349,8 @@ def sample_gmix(
     lam = torch.where(swap, 1 - drawn, drawn).clamp_min(GMIX_MIN_LAM)
     perm = torch.randperm(batch_size, generator=generator)
     if per_sample:
-        return GMixParams(center, lam, perm, swap)
-    return GMixParams(center[0], lam[0], perm, swap[0])
+        return GMixParams(center, lam, perm, swap, validate_args=False)
+    return GMixParams(center[0], lam[0], perm, swap[0], validate_args=False)
 
 
 def _random_boxes(

@@ -448,3 +448,17 @@ def test_make_vec_async_with_spawned_workers():
     rewards = envs.step(envs.action_space.sample())[1]
     assert rewards.shape == (1,) and np.isfinite(rewards).all()
     envs.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("method", list(METHODS))
+def test_mixing_a_cuda_batch_never_synchronizes(method):
+    env = make(trainer=TrainerConfig(device="cuda"))
+    env.reset(seed=0)
+    action = env.decode_action(action_for(env, method))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        env._mix(action)  # the step's mixing: sampled on the CPU, applied on the device
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
