@@ -29,6 +29,7 @@ import gymnasium as gym
 import torch
 
 from agents.ppo import AgentPolicy, rebuild_policy
+from classifier import resolve_device
 
 AGENT_FILE, ENV_FILE, CONFIG_FILE = "agent.pt", "env.pt", "config.json"
 FILES = (AGENT_FILE, ENV_FILE, CONFIG_FILE)
@@ -118,19 +119,43 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     return Checkpoint(steps[AGENT_FILE], agent, env, config)
 
 
-def load_agent(path: str | Path, env: gym.Env, name: str | None = None) -> AgentPolicy:
-    """A saved agent as a policy for ``env``: ``path`` is a checkpoint folder, a run folder
-    (its ``checkpoint`` subfolder is used) or an ``agent.pt`` file."""
+def load_agent(
+    path: str | Path, env: gym.Env, name: str | None = None, device: str = "cpu"
+) -> AgentPolicy:
+    """A saved agent as a policy for ``env`` on ``device`` (``"auto"``: CUDA when available):
+    ``path`` is a checkpoint folder, a run folder (its ``checkpoint`` subfolder is used) or an
+    ``agent.pt`` file."""
+    file = agent_file(path)
+    return agent_from_state(load_agent_state(file), env, name or str(path), device, source=file)
+
+
+def agent_file(path: str | Path) -> Path:
+    """The ``agent.pt`` of a checkpoint folder, a run folder or the file itself."""
     path = Path(path)
     if path.is_dir() and not (path / AGENT_FILE).exists() and (path / "checkpoint").is_dir():
         path = path / "checkpoint"
-    file = path / AGENT_FILE if path.is_dir() else path
-    state = _load_tensors(file)
+    return path / AGENT_FILE if path.is_dir() else path
+
+
+def load_agent_state(path: str | Path) -> dict[str, Any]:
+    """The saved agent state of ``path`` (see :func:`agent_file`), read with weights only."""
+    return _load_tensors(agent_file(path))
+
+
+def agent_from_state(
+    state: dict[str, Any],
+    env: gym.Env,
+    name: str,
+    device: str = "cpu",
+    source: str | Path = "the agent state",
+) -> AgentPolicy:
+    """The policy of a saved agent ``state`` (``agent_state``'s dictionary) for ``env``."""
     try:
         policy, codec, layout = rebuild_policy(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{file} is not a mixenv agent checkpoint: {error}") from error
-    return AgentPolicy(policy, codec, layout, env, name or str(path))
+        raise CheckpointError(f"{source} is not a mixenv agent checkpoint: {error}") from error
+    policy.to(resolve_device(device))
+    return AgentPolicy(policy, codec, layout, env, name)
 
 
 def _load_tensors(file: Path) -> dict[str, Any]:

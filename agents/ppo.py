@@ -17,6 +17,7 @@ from torch import nn
 
 from agents.distributions import GroupedMultiInputPolicy
 from agents.policies import env_codec
+from classifier import resolve_device
 from mixenv.actions import ActionCodec
 from mixenv.observation import ObservationLayout
 
@@ -87,6 +88,9 @@ class PPOConfig:
     """Per-sample embedding size of the features extractor."""
     value_hidden: int = 64
     """Hidden units of the value head (the policy head is linear on the features)."""
+    device: str = "auto"
+    """Device of the policy and value networks: auto (CUDA when available, like the
+    classifier, else the CPU), or a torch device such as cpu, cuda:1."""
 
     def __post_init__(self) -> None:
         for name in ("n_steps", "batch_size", "n_epochs", "sample_dim", "value_hidden"):
@@ -130,7 +134,7 @@ def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = 
         ent_coef=config.ent_coef,
         policy_kwargs=policy_kwargs(config, layout),
         seed=seed,
-        device="cpu",
+        device=resolve_device(config.device),
         verbose=0,
     )
 

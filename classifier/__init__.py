@@ -19,6 +19,7 @@ from classifier.trainer import (
     StepResult,
     Trainer,
     TrainerConfig,
+    resolve_device,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "expected_calibration_error",
     "identity_change",
     "random_crop_flip",
+    "resolve_device",
     "to_float_images",
     "topk_correct",
 ]

@@ -186,3 +186,12 @@ def test_an_agent_refuses_an_env_that_cannot_express_its_actions(trained):
 def test_ppo_config_refuses_out_of_range_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         PPOConfig(**bad)
+
+
+def test_the_policy_device_defaults_to_the_classifiers(trained):
+    _, _, folder = trained
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert build_ppo(make_env(), TINY).device.type == expected
+    assert build_ppo(make_env(), PPOConfig(device="cpu")).device.type == "cpu"
+    policy = load_agent(folder, make_env(), device="auto")
+    assert next(policy.policy.parameters()).device.type == expected

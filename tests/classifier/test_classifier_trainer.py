@@ -171,6 +171,51 @@ def test_multistep_schedule_and_stepping_past_the_horizon(digits):
     assert lrs == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 4)
 
 
+def test_multistep_milestones_in_epochs_fall_on_epoch_ends(digits):
+    ((x, y),) = _batches(digits, 1)
+    trainer = _trainer(
+        digits, epochs=8, steps=3, clean_loss_weight=0.0, milestones=(2, 5), milestone_unit="epoch"
+    )
+    lrs = [trainer.train_step(x, y).lr for _ in range(24)]
+    assert lrs == pytest.approx([0.1] * 6 + [0.01] * 9 + [0.001] * 9)
+
+
+def test_milestones_in_epochs_must_lie_within_the_planned_epochs(digits):
+    with pytest.raises(ValueError, match=r"milestones \(100, 150\).*within the 40 planned"):
+        _trainer(digits, epochs=40, milestones=(100, 150), milestone_unit="epoch")
+
+
+def test_onecycle_shape_of_rmix(digits):
+    """R-Mix's OneCycleLR: 3e-3 up to 0.3 over the first 30%, down to 3e-5."""
+    ((x, y),) = _batches(digits, 1)
+    trainer = _trainer(
+        digits,
+        epochs=10,
+        steps=1,
+        lr=0.3,
+        schedule="onecycle",
+        onecycle_div_factor=100,
+        onecycle_final_div_factor=100,
+        clean_loss_weight=0.0,
+    )
+    lrs = [trainer.train_step(x, y).lr for _ in range(10)]
+    assert lrs[0] == pytest.approx(3e-3) and max(lrs) == pytest.approx(0.3)
+    assert lrs.index(max(lrs)) == 2 and lrs[-1] == pytest.approx(3e-5)
+
+
+@pytest.mark.parametrize("channels_last", ["auto", "on", "off"])
+def test_memory_layout_switch(digits, channels_last):
+    trainer = _trainer(digits, model="preact_resnet18", channels_last=channels_last)
+    layout = torch.contiguous_format if channels_last == "off" else torch.channels_last
+    convs = [p for p in trainer.model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=layout) for p in convs)
+    assert not all(p.is_contiguous() for p in convs) or channels_last == "off"
+
+
+def test_autocast_is_off_on_the_cpu_whatever_the_switch(digits):
+    assert not any(_trainer(digits, amp=amp).amp for amp in ("auto", "on", "off"))
+
+
 def test_onecycle_schedule_keeps_its_final_lr_past_the_horizon(digits):
     ((x, y),) = _batches(digits, 1)
     trainer = _trainer(digits, epochs=2, steps=3, schedule="onecycle", clean_loss_weight=0.0)
@@ -248,6 +293,10 @@ def test_config_rejects_bad_values():
     for bad in (
         {"lr": 0.0},
         {"milestones": (0.5, 1.5)},
+        {"milestones": (100.5,), "milestone_unit": "epoch"},
+        {"milestone_unit": "step"},
+        {"amp": "yes"},
+        {"channels_last": True},
         {"clean_loss_weight": -1.0},
         {"nesterov": True, "momentum": 0.0},
     ):

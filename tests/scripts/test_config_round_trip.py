@@ -25,6 +25,10 @@ NAMED = {
     "methods": ("mixup", "rmix"),
     "exp_name": "sweep",
     "data_dir": "/data/cifar",
+    "amp": "off",
+    "channels_last": "off",
+    "milestones": (2.0, 4.0),
+    "milestone_unit": "epoch",
 }
 
 
