@@ -7,6 +7,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import gymnasium as gym
 from stable_baselines3.common.type_aliases import PolicyPredictor
@@ -16,6 +17,9 @@ from agents.policies import is_heuristic, make_policy
 
 EPISODE_METRICS = ("test_accuracy", "test_top5", "test_loss", "test_ece", "test_fgsm_accuracy")
 
+OK, DIVERGED, FAILED = "ok", "diverged", "failed"
+"""Run statuses: finished; stopped after too many consecutive diverged episodes; stopped by an
+exception."""
 
 DEFAULT_MAX_DIVERGED = 3
 """Consecutive diverged episodes after which a run is stopped."""
@@ -28,47 +32,66 @@ class RunRecord:
     Attributes:
         policy: the policy's name.
         seed: the run's seed.
-        episodes: per finished episode, the test figures of its end (``EPISODE_METRICS``);
-            NaN for an episode that diverged.
-        rewards: every step's reward.
-        seconds: every step's wall time, the policy's decision included.
+        episodes: per episode, the test figures of its end (``EPISODE_METRICS``; NaN for an
+            episode that diverged), ``reward`` (its mean reward per step), ``steps`` and
+            ``seconds_per_step`` (its median step time).
         diverged_episodes: indices of the episodes that ended on a non-finite loss (each is
             followed by a fresh classifier within the run).
-        diverged: the run was stopped after too many consecutive diverged episodes.
+        steps: steps taken in all.
+        mean_reward: mean reward per step over the run.
+        seconds_per_step: median step time over the run, the policy's decision included (the
+            mean is dominated by episode-end evaluations).
+        status: ``ok``, ``diverged`` (stopped after too many consecutive diverged episodes) or
+            ``failed`` (an exception stopped it).
+        error: the last divergence's message, or the exception of a failed run.
+        info: where and when it ran (host, device, threads, start and end times, wall time).
     """
 
     policy: str
     seed: int
     episodes: list[dict[str, float]] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
     diverged_episodes: list[int] = field(default_factory=list)
-    diverged: bool = False
+    steps: int = 0
+    mean_reward: float = math.nan
+    seconds_per_step: float = math.nan
+    status: str = OK
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        """Whether the run was stopped for divergence."""
+        return self.status == DIVERGED
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
 
     def final(self, metric: str) -> float:
-        """``metric`` at the end of the last episode (NaN if the run was stopped or the last
-        episode diverged)."""
-        if self.diverged or not self.episodes:
+        """``metric`` at the end of the last episode (NaN unless the run finished, or if its
+        last episode diverged)."""
+        if self.status != OK or not self.episodes:
             return math.nan
         return self.episodes[-1][metric]
 
     def median_last(self, metric: str, count: int) -> float:
         """The median of ``metric`` over the last ``count`` episode ends (the MSDA tables'
-        convention for final accuracy), diverged episodes among them left out; NaN if the run
-        was stopped for divergence or has no finite value there."""
+        convention for final accuracy), diverged episodes among them left out; NaN unless the
+        run finished with a finite value there."""
         values = [e[metric] for e in self.episodes[-count:] if not math.isnan(e[metric])]
-        if self.diverged or not values:
+        if self.status != OK or not values:
             return math.nan
         return statistics.median(values)
 
-    @property
-    def mean_reward(self) -> float:
-        return sum(self.rewards) / len(self.rewards) if self.rewards else math.nan
 
-    @property
-    def seconds_per_step(self) -> float:
-        ordered = sorted(self.seconds)
-        return ordered[len(ordered) // 2] if ordered else math.nan
+class RunProgress(Protocol):
+    """Told about a run as it goes (a progress bar, a log line per episode)."""
+
+    def step(self) -> None:
+        """One step has been taken."""
+
+    def episode(self, number: int, figures: dict[str, float]) -> None:
+        """Episode ``number`` (from 1) has ended with these figures."""
 
 
 def run_policy(
@@ -78,40 +101,58 @@ def run_policy(
     seed: int,
     name: str | None = None,
     max_diverged: int = DEFAULT_MAX_DIVERGED,
+    progress: RunProgress | None = None,
 ) -> RunRecord:
     """Run ``policy`` for ``episodes`` episodes of a fresh training run seeded with ``seed``.
 
     An episode that diverges (non-finite loss) is recorded and the run goes on with the
     fresh classifier the env starts; after ``max_diverged`` consecutive diverged episodes the
-    run stops and is recorded as ``diverged``. ``seconds_per_step`` is the median step time
-    (the mean is dominated by episode-end evaluations).
+    run stops with status ``diverged`` (the env's message as ``error``).
     """
     if max_diverged < 1:
         raise ValueError(f"max_diverged must be at least 1, got {max_diverged}")
     record = RunRecord(name or repr(policy), seed)
+    rewards: list[float] = []
+    seconds: list[float] = []
     observation, _ = env.reset(seed=seed)
     consecutive = 0
     for episode in range(episodes):
         if episode:
             observation, _ = env.reset()
+        first = len(rewards)
         done = False
         while not done:
             started = time.perf_counter()
             action, _ = policy.predict(observation, deterministic=True)
             observation, reward, terminated, truncated, info = env.step(action)
-            record.seconds.append(time.perf_counter() - started)
-            record.rewards.append(float(reward))
+            seconds.append(time.perf_counter() - started)
+            rewards.append(float(reward))
             done = terminated or truncated
+            if progress is not None:
+                progress.step()
         if info["diverged"]:
             record.diverged_episodes.append(episode)
-            record.episodes.append(dict.fromkeys(EPISODE_METRICS, math.nan))
+            record.error = str(info.get("error", "non-finite loss"))
+            figures = dict.fromkeys(EPISODE_METRICS, math.nan)
             consecutive += 1
-            if consecutive >= max_diverged:
-                record.diverged = True
-                break
         else:
+            figures = {key: float(info[key]) for key in EPISODE_METRICS}
             consecutive = 0
-            record.episodes.append({key: float(info[key]) for key in EPISODE_METRICS})
+        figures.update(
+            reward=statistics.fmean(rewards[first:]),
+            steps=len(rewards) - first,
+            seconds_per_step=statistics.median(seconds[first:]),
+        )
+        record.episodes.append(figures)
+        if progress is not None:
+            progress.episode(episode + 1, figures)
+        if consecutive >= max_diverged:
+            record.status = DIVERGED
+            break
+    record.steps = len(rewards)
+    if rewards:
+        record.mean_reward = statistics.fmean(rewards)
+        record.seconds_per_step = statistics.median(seconds)
     return record
 
 
@@ -127,9 +168,11 @@ def divergence_report(records: Sequence[RunRecord], max_diverged: int) -> str | 
     )
 
 
-def load_policy(name: str, env: gym.Env, seed: int | None = None) -> PolicyPredictor:
+def load_policy(
+    name: str, env: gym.Env, seed: int | None = None, device: str = "cpu"
+) -> PolicyPredictor:
     """The heuristic ``name`` (seeded with ``seed``), or the trained agent saved in the run
-    or checkpoint folder ``name``, as a policy for ``env``.
+    or checkpoint folder ``name`` (its network on ``device``), as a policy for ``env``.
 
     Raises:
         ValueError: the policy cannot act in ``env`` (a method it needs is not offered, or the
@@ -138,7 +181,7 @@ def load_policy(name: str, env: gym.Env, seed: int | None = None) -> PolicyPredi
     """
     if is_heuristic(name):
         return make_policy(name, env, seed=seed)
-    return load_agent(name, env)
+    return load_agent(name, env, device=device)
 
 
 def check_policies(names: Sequence[str], env: gym.Env) -> None:

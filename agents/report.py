@@ -1,4 +1,9 @@
-"""Tables, files and a plot of policy evaluations (``RunRecord`` lists)."""
+"""Tables, files and a plot of policy evaluations (``RunRecord`` lists).
+
+:func:`summarize` turns the per-run records into one row per policy and :func:`paired_rows`
+into one paired comparison per policy; the tables, CSV, JSON and plot are made from those rows
+and records, so a column added to the rows appears everywhere.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from agents.evaluation import RunRecord
+from agents.evaluation import OK, RunRecord
 from agents.statistics import PairedComparison, paired_comparison
 
 COLUMNS = {
@@ -38,16 +43,20 @@ def summarize(
     """One row per policy: mean and standard deviation over its runs (seeds) of each column
     (``test_accuracy_median``: the median of each run's last ``last`` episode ends).
 
-    Diverged runs are counted in ``diverged`` and left out of the final test figures.
+    Runs are taken in seed order, whatever order they finished in. Diverged runs are counted in
+    ``diverged`` and failed runs in ``failed``; both are left out of the final test figures
+    (a failed run also out of the reward and step time).
     """
     rows = []
     for policy in policies:
-        mine = [r for r in records if r.policy == policy]
+        mine = sorted((r for r in records if r.policy == policy), key=lambda r: r.seed)
         row: dict[str, Any] = {
             "policy": policy,
             "runs": len(mine),
             "diverged": sum(r.diverged for r in mine),
+            "failed": sum(r.failed for r in mine),
         }
+        mine = [r for r in mine if not r.failed]
         for key in COLUMNS:
             values = [v for v in (_value(r, key, last) for r in mine) if not math.isnan(v)]
             row[key] = statistics.fmean(values) if values else math.nan
@@ -58,16 +67,15 @@ def summarize(
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """The summary rows as a markdown table, ``mean ± std`` per cell."""
-    header = "| policy | " + " | ".join(COLUMNS.values()) + " | runs (diverged) |"
+    header = "| policy | " + " | ".join(COLUMNS.values()) + " | runs (diverged, failed) |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
     for row in rows:
         cells = []
         for key in COLUMNS:
             digits = 4 if key == "seconds_per_step" else 3
             cells.append(f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}")
-        lines.append(
-            f"| {row['policy']} | " + " | ".join(cells) + f" | {row['runs']} ({row['diverged']}) |"
-        )
+        counts = f"{row['runs']} ({row['diverged']}, {row['failed']})"
+        lines.append(f"| {row['policy']} | " + " | ".join(cells) + f" | {counts} |")
     return "\n".join(lines)
 
 
@@ -86,10 +94,7 @@ def write_report(
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    runs = [
-        {**asdict(r), "mean_reward": r.mean_reward, "seconds_per_step": r.seconds_per_step}
-        for r in records
-    ]
+    runs = [asdict(r) for r in sorted(records, key=lambda r: (r.policy, r.seed))]
     payload = {
         "config": config,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -102,7 +107,9 @@ def write_report(
     axis = figure.subplots()
     for row in rows:
         curves = [
-            [e["test_accuracy"] for e in r.episodes] for r in records if r.policy == row["policy"]
+            [e["test_accuracy"] for e in r.episodes]
+            for r in records
+            if r.policy == row["policy"] and r.status == OK
         ]
         length = min((len(c) for c in curves), default=0)
         if length:
@@ -164,8 +171,6 @@ def paired_markdown(rows: Sequence[dict[str, Any]]) -> str:
 def _value(record: RunRecord, key: str, last: int = 3) -> float:
     if key == "test_accuracy_median":
         return record.median_last("test_accuracy", last)
-    if key == "mean_reward":
-        return record.mean_reward
-    if key == "seconds_per_step":
-        return record.seconds_per_step
+    if key in ("mean_reward", "seconds_per_step"):
+        return getattr(record, key)
     return record.final(key)

@@ -33,11 +33,7 @@ def random_curve(results: Path) -> list[float]:
     """Mean reward per step of each episode of the first ``random`` run in ``results``."""
     data = json.loads(results.read_text())
     run = next(r for r in data["runs"] if r["policy"] == "random")
-    episodes = len(run["episodes"])
-    length = len(run["rewards"]) // episodes
-    return [
-        statistics.fmean(run["rewards"][i * length : (i + 1) * length]) for i in range(episodes)
-    ]
+    return [episode["reward"] for episode in run["episodes"]]
 
 
 def main() -> None:

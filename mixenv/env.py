@@ -474,6 +474,7 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             self._loader_generator,
             augment=self.config.augment,
             flip=self.data.hflip,
+            padding=self.config.crop_padding,
             device=self.trainer.device,
         )
         return BatchStream(loader)

@@ -4,6 +4,7 @@
     python scripts/train_agent.py --methods none mixup cutmix region_mixup rmix hmix gmix
     python scripts/train_agent.py --resume runs/<name> # continue an interrupted run
     python scripts/train_agent.py --resume runs/<name> --total-timesteps 6000   # extend it
+    python scripts/train_agent.py --preset rlmix-preactresnet18-cifar100 --download  # RL-Mix
 
 Everything of a run goes to its own folder, ``runs/<name>/``: TensorBoard events (SB3's and
 the env's), a ``checkpoint/`` folder (agent, classifier run, config), written every
@@ -39,6 +40,7 @@ from agents import (
 )
 from agents.callbacks import PeriodicCheckpoint, StopOnDivergence, StopOnSignal
 from agents.envs import make_env
+from agents.presets import flag, parse_with_preset
 from agents.runs import (
     EXIT_DIVERGED,
     LOCK_FILE,
@@ -65,6 +67,7 @@ RESUMABLE = (
     "env.epochs",
     "env.trainer.device",
     "env.trainer.amp",
+    "env.trainer.channels_last",
     *(f"env.trainer.{name}" for name in SCHEDULE_FIELDS),
     *(
         f"ppo.{name}"
@@ -77,6 +80,7 @@ RESUMABLE = (
             "gae_lambda",
             "clip_range",
             "ent_coef",
+            "device",
         )
     ),
 )
@@ -98,9 +102,9 @@ class TrainConfig:
     """The environment: data, classifier, actions and reward (RL-Mix's setting: R-Mix's
     top-k per image)."""
     total_timesteps: int | None = None
-    """Environment steps (training batches) in all; default 3000, or the resumed run's. A
-    resumed run may be extended: the classifier's schedule is re-planned over the new
-    length."""
+    """Environment steps (training batches) in all; default: the resumed run's, else the whole
+    schedule when --epochs is set (epochs x steps per epoch), else 3000. A resumed run may be
+    extended: the classifier's schedule is re-planned over the new length."""
     seed: int = 0
     """Seed of the classifier run and of the agent."""
     run_dir: Path | None = None
@@ -122,6 +126,10 @@ class TrainConfig:
     non-finite loss; each diverged episode is followed by a fresh classifier."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO hyperparameters."""
+    preset: str | None = None
+    """A paper's setting (docs/presets.md lists them: rlmix-preactresnet18-cifar100,
+    rmix-preactresnet18-cifar100, region-mixup-cifar10, ...); explicit flags override its
+    values."""
 
     def __post_init__(self) -> None:
         minimum = {"seed": 0, "checkpoint_every": 0, "image_every": 0, "max_diverged": 1}
@@ -146,13 +154,6 @@ class TrainConfig:
         return config_from_dict(cls, data)
 
 
-def flag(path: str) -> str:
-    """The command-line flag of a dotted config path (``env.trainer.lr`` -> ``--lr``)."""
-    parts = path.split(".")
-    name = parts[-1].replace("_", "-")
-    return f"--ppo.{name}" if parts[0] == "ppo" else f"--{name}"
-
-
 def fresh(config: TrainConfig, run_dir: Path) -> TrainConfig:
     """The config of a new run in ``run_dir``, which must hold nothing but its lock."""
     if (run_dir / "checkpoint").exists():
@@ -163,9 +164,9 @@ def fresh(config: TrainConfig, run_dir: Path) -> TrainConfig:
             f"{run_dir} is not empty ({', '.join(others[:5])}); give a new or empty --run-dir, "
             "or leave it out for a new folder"
         )
-    return replace(
-        config, run_dir=run_dir, total_timesteps=config.total_timesteps or DEFAULT_TIMESTEPS
-    )
+    if config.total_timesteps is None and config.env.epochs is None:
+        config = replace(config, total_timesteps=DEFAULT_TIMESTEPS)
+    return replace(config, run_dir=run_dir)  # with --epochs: the whole schedule (train())
 
 
 def resumed(config: TrainConfig, args: Sequence[str] | None) -> tuple[TrainConfig, Checkpoint]:
@@ -207,7 +208,7 @@ def resumed(config: TrainConfig, args: Sequence[str] | None) -> tuple[TrainConfi
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the script with command-line ``args``; returns the exit code."""
-    config = tyro.cli(TrainConfig, args=args)
+    config = parse_with_preset(TrainConfig, args)
     if config.resume is not None and not config.resume.is_dir():
         raise SystemExit(f"cannot resume from {config.resume}: no such folder")
     with StopOnSignal() as stop:
@@ -238,7 +239,11 @@ def train(
         config, checkpoint = resumed(config, args)
     done = checkpoint.step if checkpoint else 0
     try:
-        env = make_env(config.env, steps=config.total_timesteps)
+        if config.total_timesteps is None:  # a new run of the whole --epochs schedule
+            env = make_env(config.env, episodes=config.env.epochs)
+            config = replace(config, total_timesteps=env.planned_epochs * env.steps_per_epoch)
+        else:
+            env = make_env(config.env, steps=config.total_timesteps)
         if checkpoint:
             env.load_state_dict(checkpoint.env)
     except (ValueError, KeyError, DatasetNotFoundError) as error:

@@ -462,3 +462,11 @@ def test_mixing_a_cuda_batch_never_synchronizes(method):
         env._mix(action)  # the step's mixing: sampled on the CPU, applied on the device
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_crop_padding_reaches_the_loader():
+    env = make(crop_padding=3)
+    env.reset(seed=0)
+    assert env._batches.loader.padding == 3
+    with pytest.raises(ValueError, match="crop_padding"):
+        make(crop_padding=-1)

@@ -29,6 +29,7 @@ NAMED = {
     "channels_last": "off",
     "milestones": (2.0, 4.0),
     "milestone_unit": "epoch",
+    "preset": "rlmix-preactresnet18-cifar100",
 }
 
 

@@ -282,8 +282,87 @@ def test_evaluate_policies_compares_heuristics_and_an_agent(trained_run, tmp_pat
     assert [row["policy"] for row in summary["paired"]] == policies[1:]
     assert len(summary["runs"]) == 2 * len(policies)
     assert all(len(run_["episodes"]) == 2 for run_ in summary["runs"])
+    assert len(list((out / "runs").glob("*.json"))) == 2 * len(policies)
     assert (out / "results.csv").read_text().count("\n") == 1 + len(policies)
     assert (out / "accuracy_per_episode.png").stat().st_size > 1000
+    (out / "results.csv").unlink()
+    again = run("evaluate_policies.py", "--aggregate-only", "--out", str(out), cwd=tmp_path)
+    assert [line for line in again.stdout.splitlines() if line.startswith("| ")] == table
+    assert (out / "results.csv").exists()
+
+
+def test_an_agent_that_cannot_act_fails_its_runs_and_the_others_go_on(trained_run, tmp_path):
+    out = tmp_path / "results"
+    result = run(
+        "evaluate_policies.py",
+        "--policies",
+        "vanilla",
+        str(trained_run),
+        "--seeds",
+        "0",
+        "--episodes",
+        "1",
+        "--out",
+        str(out),
+        *TINY_ENV[:1],
+        "8",  # the agent was trained on batches of 16
+        *TINY_ENV[2:],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1 and "1 run(s) failed" in result.stderr
+    assert "observations" in result.stderr + result.stdout  # the agent's error, reported
+    assert "| vanilla | " in result.stdout and f"| {trained_run} | nan" in result.stdout
+    records = [json.loads(path.read_text())["record"] for path in (out / "runs").glob("*.json")]
+    statuses = {record["policy"]: record["status"] for record in records}
+    assert statuses == {"vanilla": "ok", str(trained_run): "failed"}
+
+
+def test_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_rest(tmp_path):
+    out = tmp_path / "results"
+    args = [
+        "--policies",
+        "vanilla",
+        "mixup",
+        "cutmix",
+        "rmix",
+        "--seeds",
+        "0",
+        "--episodes",
+        "1",
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+        "--steps-per-episode",
+        "3",
+        "--no-eval-fgsm",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "evaluate_policies.py"), *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("runs/*.json")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    finished = {p.name: p.read_text() for p in out.glob("runs/*.json")}
+    assert 0 < len(finished) < 4
+    assert all(json.loads(text)["record"]["status"] == "ok" for text in finished.values())
+    assert "interrupted" in stdout and "lost the unfinished run(s) in flight" in stdout
+    rerun = run("evaluate_policies.py", *args, cwd=tmp_path)
+    done = len(finished)
+    assert f"{done} finished, {4 - done} to run" in rerun.stdout
+    assert {p.name: p.read_text() for p in out.glob("runs/*.json") if p.name in finished} == (
+        finished
+    )
+    assert len(list(out.glob("runs/*.json"))) == 4
 
 
 def test_evaluate_checks_every_agent_against_the_env_before_the_first_run(trained_run, tmp_path):
