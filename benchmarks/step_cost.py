@@ -66,10 +66,15 @@ class Setup:
     batch: int
     device: str
     model: str
+    amp: str = "auto"
 
     def trainer_config(self, clean: float) -> TrainerConfig:
         return TrainerConfig(
-            model=self.model, clean_loss_weight=clean, schedule="constant", device=self.device
+            model=self.model,
+            clean_loss_weight=clean,
+            schedule="constant",
+            device=self.device,
+            amp=self.amp,
         )
 
     def trainer(self, clean: float) -> Trainer:
