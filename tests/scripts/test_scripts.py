@@ -441,6 +441,10 @@ TRAINER_FLAGS = (
     "--clean-loss-weight",
     "--device",
     "--amp",
+    "--channels-last",
+    "--milestone-unit",
+    "--crop-padding",
+    "--preset",
 )
 
 
@@ -455,6 +459,7 @@ def test_help_explains_the_flags(tmp_path):
         "--seed",
         "--run-dir",
         "--resume",
+        "--ppo.device",
         *TRAINER_FLAGS,
     ):
         assert flag in text
@@ -463,7 +468,17 @@ def test_help_explains_the_flags(tmp_path):
 
 def test_evaluate_help_shows_the_trainer_settings(tmp_path):
     text = run("evaluate_policies.py", "--help", cwd=tmp_path).stdout
-    for flag in ("--policies", "--seeds", "--episodes", "--methods", *TRAINER_FLAGS):
+    study_flags = ("--backend", "--ray-address", "--cpus-per-run", "--gpus-per-run")
+    for flag in (
+        "--policies",
+        "--seeds",
+        "--episodes",
+        "--methods",
+        "--aggregate-only",
+        "--policy-device",
+        *study_flags,
+        *TRAINER_FLAGS,
+    ):
         assert flag in text
 
 
