@@ -302,7 +302,16 @@ def rowwise_quantile(values: Tensor, q: Tensor) -> Tensor:
 
 
 def _box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
-    """``[N, H, W]`` bool mask of the pixels inside each box ``(y0, x0, y1, x1)`` of ``[N, 4]``."""
+    """``[N, H, W]`` bool mask of the pixels inside each box ``(y0, x0, y1, x1)`` of ``[N, 4]``.
+
+    One box held on the CPU is read as numbers (no device is waited for) and filled in by
+    slicing, a few operations instead of a dozen.
+    """
+    if boxes.shape[0] == 1 and boxes.device.type == "cpu":
+        y0, x0, y1, x1 = boxes[0].tolist()
+        mask = torch.zeros(1, height, width, dtype=torch.bool)
+        mask[:, y0:y1, x0:x1] = True
+        return mask
     rows = torch.arange(height, device=boxes.device)
     cols = torch.arange(width, device=boxes.device)
     y0, x0, y1, x1 = (v.reshape(-1, 1) for v in boxes.unbind(dim=1))

@@ -92,6 +92,8 @@ def _mix_labels(y: Tensor, weight: Tensor, partner: Tensor, height: int, width: 
     batch, (rows, cols) = y.shape[0], weight.shape[-2:]
     if (rows, cols) == (1, 1):
         return torch.lerp(y.index_select(0, partner.reshape(-1)), y, weight.reshape(-1, 1))
+    if (rows, cols) == (height, width) and partner.dim() == 1:  # a weight per pixel
+        return torch.lerp(y.index_select(0, partner), y, weight.mean(dim=(1, 2)).unsqueeze(1))
     areas = _areas(weight, height, width)
     own = (weight * areas).sum(dim=(1, 2)).unsqueeze(1)
     if partner.dim() == 1:
