@@ -4,10 +4,10 @@ A preset is a set of values for fields of the scripts' configurations, each name
 dotted path (``env.trainer.lr``) and traced to its source. A script parses ``--preset NAME``
 first and builds its command line with the preset's values as the defaults
 (:func:`parse_with_preset`), so every explicit flag still overrides them. A value whose path
-a script's configuration lacks (``ppo.*`` in ``evaluate_policies.py``, ``policies`` and
-``episodes`` in ``train_agent.py``) is not used by that script. ``docs/presets.md`` lists
-every preset with its values, sources and commands (:func:`markdown`); a test checks that the
-document and the presets agree.
+a script's configuration lacks (``ppo.*`` in ``evaluate_policies.py``; ``policies``,
+``episodes`` and ``reference`` in ``train_agent.py``) is not used by that script.
+``docs/presets.md`` lists every preset with its values, sources and commands
+(:func:`markdown`); a test checks that the document and the presets agree.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ SOURCES = {
     "(checked)",
     "registry": "the paper's mixing rule as declared in `mixenv.msda.METHODS` (README table)",
     "choice": "this project's choice: no mixing, the paper's method and baselines of its "
-    "comparison that mixenv implements",
+    "comparison that mixenv implements; the reference of the paired table is the baseline "
+    "the paper's claim is about (Mixup for Region Mixup, CutMix for R-Mix, random for an "
+    "agent)",
     "derived": "follows from the other values",
 }
 """Source labels used by the presets, as ``docs/presets.md`` explains them."""
@@ -94,6 +96,7 @@ def _region_mixup(dataset: str, summary: str) -> Preset:
         "env.trainer.clean_loss_weight": Setting(1.0, "RM-alg"),
         "episodes": Setting(400, "derived"),
         "policies": Setting(("none", "mixup", "cutmix", "region_mixup"), "choice"),
+        "reference": Setting("mixup", "choice"),
     }
     return Preset(
         name=f"region-mixup-{dataset.removeprefix('imagefolder:data/')}",
@@ -134,6 +137,7 @@ def _rmix_preset(model: str, label: str, reported: str) -> Preset:
     settings = {
         **_rmix_classifier(model),
         "policies": Setting(("none", "mixup", "cutmix", "rmix"), "choice"),
+        "reference": Setting("cutmix", "choice"),
     }
     return Preset(
         name=f"rmix-{label}-cifar100",
@@ -158,6 +162,7 @@ def _rlmix_preset(model: str, label: str) -> Preset:
         "ppo.clip_range": Setting(0.2, "SB3"),
         "ppo.ent_coef": Setting(0.0, "SB3"),
         "policies": Setting(("rmix", "random"), "choice"),
+        "reference": Setting("random", "choice"),
     }
     return Preset(
         name=f"rlmix-{label}-cifar100",
