@@ -286,8 +286,16 @@ def test_evaluate_policies_compares_heuristics_and_an_agent(trained_run, tmp_pat
     assert (out / "results.csv").read_text().count("\n") == 1 + len(policies)
     assert (out / "accuracy_per_episode.png").stat().st_size > 1000
     (out / "results.csv").unlink()
-    again = run("evaluate_policies.py", "--aggregate-only", "--out", str(out), cwd=tmp_path)
-    assert [line for line in again.stdout.splitlines() if line.startswith("| ")] == table
+    again = run(
+        "evaluate_policies.py",
+        "--aggregate-only",
+        "--out",
+        str(out),
+        "--reference",
+        "vanilla",
+        cwd=tmp_path,
+    )
+    assert [line for line in again.stdout.splitlines() if line.startswith("| ")] == table + paired
     assert (out / "results.csv").exists()
 
 
