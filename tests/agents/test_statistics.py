@@ -46,7 +46,7 @@ def test_only_common_finite_seeds_are_paired():
 
 def record(policy: str, seed: int, accuracies: list[float], reward: float) -> RunRecord:
     episodes = [{"test_accuracy": a} for a in accuracies]
-    return RunRecord(policy, seed, episodes=episodes, rewards=[reward, reward])
+    return RunRecord(policy, seed, episodes=episodes, steps=2, mean_reward=reward)
 
 
 def test_median_of_the_last_episodes_and_paired_rows():
