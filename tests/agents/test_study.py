@@ -97,7 +97,7 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     assert all(r.status == "ok" for r in load_records(tmp_path))
 
 
-def test_a_diverged_run_is_finished_with_its_error(tmp_path):
+def test_a_run_stopped_for_divergence_is_finished_with_its_error(tmp_path):
     env = EnvConfig(
         batch_size=16,
         steps_per_episode=40,
@@ -105,10 +105,17 @@ def test_a_diverged_run_is_finished_with_its_error(tmp_path):
         epochs=None,
         trainer=TrainerConfig(lr=1e6, schedule="constant"),
     )
-    (record,) = run_study(study(tmp_path, policies=("mixup",), env=env), Recording(), quiet)
-    assert record.status == "diverged" and "nan" in record.error and record.steps < 40
+    plan = study(tmp_path, policies=("mixup",), env=env, episodes=3, max_diverged=1)
+    (record,) = run_study(plan, Recording(), quiet)
+    assert record.status == "diverged" and record.diverged_episodes == [0]
+    assert "nan" in record.error and record.steps < 40 and len(record.episodes) == 1
     rows = aggregate(tmp_path)[2]
     assert rows[0]["diverged"] == 1 and math.isnan(rows[0]["test_accuracy"])
+    again = Recording()
+    run_study(
+        study(tmp_path, policies=("mixup",), env=env, episodes=3, max_diverged=1), again, quiet
+    )
+    assert again.ran == []  # a diverged run is a finished result, not run again
 
 
 def test_a_folder_holding_another_study_is_refused_and_kept(tmp_path):

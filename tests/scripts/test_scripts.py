@@ -362,7 +362,7 @@ def test_evaluate_checks_every_agent_against_the_env_before_the_first_run(traine
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"policy {trained_run} cannot run in this environment" in result.stderr
     assert "top-k slots 16 (offered: 1" in result.stderr
-    assert "policy x seed" not in result.stderr and not (tmp_path / "out").exists()
+    assert "runs:" not in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_evaluate_records_a_diverged_run_and_exits_non_zero(tmp_path):
@@ -392,8 +392,8 @@ def test_evaluate_records_a_diverged_run_and_exits_non_zero(tmp_path):
     assert "stopped after 2 consecutive diverged episodes" in result.stderr
     assert "mixup (seed 0)" in result.stderr and "none (seed 0)" in result.stderr
     runs = json.loads((out / "results.json").read_text())["runs"]
-    assert [(r["diverged"], r["diverged_episodes"]) for r in runs] == [(True, [0, 1])] * 2
-    assert "| mixup |" in result.stdout and " | 1 (1) |" in result.stdout
+    assert [(r["status"], r["diverged_episodes"]) for r in runs] == [("diverged", [0, 1])] * 2
+    assert "| mixup |" in result.stdout and " | 1 (1, 0) |" in result.stdout
 
 
 def test_evaluate_refuses_an_unknown_policy(tmp_path):
