@@ -14,14 +14,17 @@ std over seeds of the final test figures, the mean reward per step and the media
 step) and the paired comparison against ``--reference`` are printed and written as
 ``results.csv``, ``results.json`` and ``accuracy_per_episode.png`` into ``--out``, from the run
 files. Exit codes: 0 finished, 1 a run failed (the others finished), 3 a run was stopped after
-``--max-diverged`` consecutive diverged episodes, 130 Ctrl-C (finished runs kept).
+``--max-diverged`` consecutive diverged episodes, 130 Ctrl-C and 143 SIGTERM (finished runs
+kept).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -174,18 +177,37 @@ def report(out: Path, reference: str, last: int) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def interrupted_by_signals() -> Iterator[list[int]]:
+    """SIGTERM (preemption, ``timeout``, ``kill``) stops a study as Ctrl-C does; the list
+    yielded holds the signal received."""
+    received: list[int] = []
+
+    def handle(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(config: EvaluateConfig) -> int:
     """Run (or continue) the study, then aggregate it; returns the exit code."""
-    try:
-        if not config.aggregate_only:
-            backend = backend_for(config)
-            run_study(plan(config), backend)
-        return report(config.out, config.reference, config.last_episodes)
-    except StudyError as error:
-        raise SystemExit(str(error)) from error
-    except StudyInterrupted as interrupted:
-        print(interrupted)
-        return exit_code(signal.SIGINT)
+    with interrupted_by_signals() as received:
+        try:
+            if not config.aggregate_only:
+                backend = backend_for(config)
+                run_study(plan(config), backend)
+            return report(config.out, config.reference, config.last_episodes)
+        except StudyError as error:
+            raise SystemExit(str(error)) from error
+        except StudyInterrupted as interrupted:
+            print(interrupted)
+            return exit_code(received[0] if received else signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -299,7 +299,8 @@ def test_evaluate_policies_compares_heuristics_and_an_agent(trained_run, tmp_pat
     assert (out / "results.csv").exists()
 
 
-def test_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_rest(tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_keeps_finished_runs_and_the_rerun_does_the_rest(tmp_path, signum, code):
     out = tmp_path / "results"
     args = [
         "--policies",
@@ -330,13 +331,15 @@ def test_ctrl_c_keeps_finished_runs_and_the_rerun_does_the_rest(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(out.glob("runs/*.json")):
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     finished = {p.name: p.read_text() for p in out.glob("runs/*.json")}
     assert 0 < len(finished) < 4
     assert all(json.loads(text)["record"]["status"] == "ok" for text in finished.values())
     assert "interrupted" in stdout and "lost the unfinished run(s) in flight" in stdout
+    if signum == signal.SIGTERM:
+        return  # the same path as Ctrl-C from here on
     rerun = run("evaluate_policies.py", *args, cwd=tmp_path)
     done = len(finished)
     assert f"{done} finished, {4 - done} to run" in rerun.stdout
