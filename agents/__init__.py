@@ -24,7 +24,7 @@ from agents.policies import (
     make_policy,
     required_methods,
 )
-from agents.ppo import AgentPolicy, PerSampleExtractor, PPOConfig, agent_state, build_ppo
+from agents.ppo import AgentPolicy, PPOConfig, agent_state, build_ppo
 
 __all__ = [
     "DEFAULT_MAX_DIVERGED",
@@ -35,7 +35,6 @@ __all__ = [
     "CheckpointError",
     "HeuristicPolicy",
     "PPOConfig",
-    "PerSampleExtractor",
     "RunRecord",
     "agent_state",
     "build_ppo",

@@ -1,4 +1,4 @@
-"""The PPO agent: a features extractor for the per-sample observation, building and loading."""
+"""The PPO agent: its settings, building it for an environment, saving and rebuilding it."""
 
 from __future__ import annotations
 
@@ -8,122 +8,114 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
-from gymnasium import spaces
-from stable_baselines3 import PPO
-from stable_baselines3.common.policies import MultiInputActorCriticPolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from torch import nn
+from stable_baselines3.common.vec_env import VecEnv
 
-from agents.distributions import GroupedMultiInputPolicy
+from agents.factored_ppo import CREDITS, FactoredPPO
 from agents.policies import env_codec
+from agents.set_policy import SetActorCriticPolicy
 from classifier import resolve_device
 from mixenv.actions import ActionCodec
 from mixenv.observation import ObservationLayout
 
-AGENT_FORMAT = 2
-"""Version of the saved agent state; an agent of another version is refused with a message."""
-
-
-class PerSampleExtractor(BaseFeaturesExtractor):
-    """Features of a ``MixupTrainingEnv`` observation, split by its observation layout.
-
-    A small MLP shared by all images embeds each image's per-image fields (saliency and class
-    probabilities, each scaled as the layout says). The features are every image's embedding
-    in batch order, so the per-sample top-k logits can follow their own image, plus the batch
-    mean and max of the embeddings and the batch-level fields (the training phase).
-
-    Args:
-        observation_space: the env's ``Dict`` observation space; it must be the layout's.
-        layout: ``ObservationLayout.to_state()`` of the env.
-        sample_dim: size of each image's embedding.
-    """
-
-    def __init__(
-        self, observation_space: spaces.Dict, layout: dict[str, Any], sample_dim: int = 16
-    ) -> None:
-        self.layout = ObservationLayout.from_state(layout)
-        if self.layout.space() != observation_space:
-            raise ValueError(
-                f"the observation space {observation_space} is not that of the layout {self.layout}"
-            )
-        batch = self.layout.batch_size
-        features = batch * sample_dim + 2 * sample_dim + self.layout.batch_level_size
-        super().__init__(observation_space, features)
-        self.encoder = nn.Sequential(
-            nn.Linear(self.layout.per_image_size, 64),
-            nn.ReLU(),
-            nn.Linear(64, sample_dim),
-            nn.ReLU(),
-        )
-
-    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        per_image, batch_level = self.layout.split(observations)
-        embedded = self.encoder(per_image)
-        pooled = [embedded.mean(dim=1), embedded.amax(dim=1)]
-        return torch.cat([embedded.flatten(1), *pooled, batch_level], dim=1)
+AGENT_FORMAT = 3
+"""Version of the saved agent state; an agent of another version is refused with a message.
+Format 3: the set-shaped policy of :mod:`agents.set_policy` (format 2 had one dense head)."""
 
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyperparameters."""
+    """PPO hyperparameters (defaults: what the agent-learning benchmark measured best)."""
 
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """Adam step size of the policy and value networks."""
-    n_steps: int = 128
+    n_steps: int = 64
     """Environment steps per rollout (per environment) before each update."""
-    batch_size: int = 64
+    batch_size: int = 32
     """Minibatch size of the PPO update."""
     n_epochs: int = 4
     """Passes over each rollout per update."""
-    gamma: float = 0.9
-    """Discount: short, since each mixing choice mostly affects the next few steps."""
+    gamma: float = 0.0
+    """Discount. 0 by default: a mixing choice is scored by the step it mixes (the probe of
+    docs/results.md finds the best action the same at every state it measured), and a
+    longer horizon only adds the noise of later steps' rewards; with 0.9 the agent drifted
+    away from the best action it found with 0 (docs/results.md, agent learning)."""
     gae_lambda: float = 0.95
-    """GAE lambda."""
+    """GAE lambda (no effect with gamma 0)."""
     clip_range: float = 0.2
-    """PPO clipping of the probability ratio."""
+    """PPO clipping of each action field's probability ratio."""
     ent_coef: float = 0.01
-    """Entropy bonus, keeping the many top-k choices exploratory."""
-    sample_dim: int = 16
-    """Per-sample embedding size of the features extractor."""
-    value_hidden: int = 64
-    """Hidden units of the value head (the policy head is linear on the features)."""
+    """Entropy bonus (each field's entropy weighted by the chance that it is used)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss (the batch value, the mean of the per-image values)."""
+    image_vf_coef: float = 0.5
+    """Weight of the per-image value loss (targets from ``info["sample_rewards"]``)."""
+    max_grad_norm: float = 0.5
+    """Clipping of the update's gradient norm."""
+    credit: str = "local"
+    """Advantage of each image's top-k: local (its own and its taker's per-image reward),
+    own (its own), or batch (the batch advantage); see agents/factored_ppo.py."""
+    normalize_reward: bool = True
+    """Standardize rewards by running statistics before computing advantages."""
+    image_dim: int = 32
+    """Size of each image's embedding."""
+    context_dim: int = 64
+    """Size of the pooled batch context."""
+    hidden: int = 64
+    """Hidden units of the per-image top-k and value heads."""
     device: str = "auto"
     """Device of the policy and value networks: auto (CUDA when available, like the
     classifier, else the CPU), or a torch device such as cpu, cuda:1."""
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "batch_size", "n_epochs", "sample_dim", "value_hidden"):
+        for name in ("n_steps", "batch_size", "n_epochs", "image_dim", "context_dim", "hidden"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not (math.isfinite(self.clip_range) and self.clip_range > 0):
-            raise ValueError(f"clip_range must be positive, got {self.clip_range}")
+        for name in ("learning_rate", "clip_range", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive, got {value}")
         for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if not (math.isfinite(self.ent_coef) and self.ent_coef >= 0):
-            raise ValueError(f"ent_coef must be >= 0, got {self.ent_coef}")
+        for name in ("ent_coef", "vf_coef", "image_vf_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if self.credit not in CREDITS:
+            raise ValueError(f"credit must be one of {CREDITS}, got {self.credit!r}")
 
 
-def policy_kwargs(config: PPOConfig, layout: ObservationLayout) -> dict[str, Any]:
-    """``policy_kwargs`` for SB3's ``MultiInputPolicy`` with :class:`PerSampleExtractor`."""
+def _env_attribute(env: gym.Env | VecEnv, name: str) -> Any:
+    """An attribute of the ``MixupTrainingEnv`` inside ``env`` (of its first env if a VecEnv)."""
+    if isinstance(env, VecEnv):
+        return env.get_attr(name, indices=[0])[0]
+    return getattr(env.unwrapped, name)
+
+
+def policy_kwargs(config: PPOConfig, layout: ObservationLayout, codec: ActionCodec) -> dict:
+    """``policy_kwargs`` of :class:`~agents.set_policy.SetActorCriticPolicy`."""
     return {
-        "features_extractor_class": PerSampleExtractor,
-        "features_extractor_kwargs": {"layout": layout.to_state(), "sample_dim": config.sample_dim},
-        "net_arch": {"pi": [], "vf": [config.value_hidden]},
+        "layout": layout.to_state(),
+        "codec": codec.arguments(),
+        "image_dim": config.image_dim,
+        "context_dim": config.context_dim,
+        "hidden": config.hidden,
     }
 
 
-def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = None) -> PPO:
-    """A PPO agent for a ``MixupTrainingEnv`` (possibly wrapped): SB3's ``MultiInputPolicy``
-    with :class:`PerSampleExtractor` and a grouped multi-categorical action distribution."""
-    layout = env.unwrapped.layout
-    return PPO(
-        GroupedMultiInputPolicy,
+def build_ppo(
+    env: gym.Env | VecEnv, config: PPOConfig = PPOConfig(), seed: int | None = None
+) -> FactoredPPO:
+    """A PPO agent for a ``MixupTrainingEnv`` (possibly wrapped, or a VecEnv of them): the
+    set-shaped policy of :mod:`agents.set_policy`, updated by :class:`FactoredPPO`."""
+    layout, codec = _env_attribute(env, "layout"), _env_attribute(env, "codec")
+    return FactoredPPO(
+        SetActorCriticPolicy,
         env,
+        credit=config.credit,
+        normalize_reward=config.normalize_reward,
+        image_vf_coef=config.image_vf_coef,
         learning_rate=config.learning_rate,
         n_steps=config.n_steps,
         batch_size=config.batch_size,
@@ -132,34 +124,26 @@ def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = 
         gae_lambda=config.gae_lambda,
         clip_range=config.clip_range,
         ent_coef=config.ent_coef,
-        policy_kwargs=policy_kwargs(config, layout),
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs=policy_kwargs(config, layout, codec),
         seed=seed,
         device=resolve_device(config.device),
         verbose=0,
     )
 
 
-def agent_state(model: PPO, config: PPOConfig, env: gym.Env) -> dict[str, Any]:
+def agent_state(model: FactoredPPO, config: PPOConfig) -> dict[str, Any]:
     """Everything to rebuild ``model`` as a policy, as tensors, numbers and strings only."""
+    policy: SetActorCriticPolicy = model.policy
     return {
         "format": AGENT_FORMAT,
-        "policy": model.policy.state_dict(),
-        "optimizer": model.policy.optimizer.state_dict(),
+        "policy": policy.state_dict(),
+        "optimizer": policy.optimizer.state_dict(),
         "num_timesteps": int(model.num_timesteps),
         "ppo_config": asdict(config),
-        "observation_layout": env.unwrapped.layout.to_state(),
-        "codec": codec_fields(env_codec(env)),
-    }
-
-
-def codec_fields(codec: ActionCodec) -> dict[str, Any]:
-    """The arguments that rebuild ``codec``."""
-    return {
-        "methods": list(codec.methods),
-        "grids": list(codec.grids),
-        "alphas": list(codec.alphas),
-        "topk_count": len(codec.topk_levels),
-        "topk_slots": codec.topk_slots,
+        "observation_layout": policy.layout.to_state(),
+        "codec": policy.codec.arguments(),
     }
 
 
@@ -175,7 +159,7 @@ class AgentPolicy:
 
     def __init__(
         self,
-        policy: MultiInputActorCriticPolicy,
+        policy: SetActorCriticPolicy,
         codec: ActionCodec,
         layout: ObservationLayout,
         env: gym.Env,
@@ -222,7 +206,7 @@ class AgentPolicy:
 
 def rebuild_policy(
     state: dict[str, Any],
-) -> tuple[MultiInputActorCriticPolicy, ActionCodec, ObservationLayout]:
+) -> tuple[SetActorCriticPolicy, ActionCodec, ObservationLayout]:
     """The policy network, action codec and observation layout saved by :func:`agent_state`.
 
     Raises:
@@ -236,11 +220,11 @@ def rebuild_policy(
     codec = ActionCodec(**state["codec"])
     layout = ObservationLayout.from_state(state["observation_layout"])
     config = PPOConfig(**state["ppo_config"])
-    policy = GroupedMultiInputPolicy(
+    policy = SetActorCriticPolicy(
         layout.space(),
         codec.space(),
         lambda _: config.learning_rate,
-        **policy_kwargs(config, layout),
+        **policy_kwargs(config, layout, codec),
     )
     policy.load_state_dict(state["policy"])
     policy.set_training_mode(False)

@@ -14,6 +14,7 @@ Layout of an action array ``a``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -56,6 +57,16 @@ class ActionCodec:
         self.topk_levels = tuple(float(q) for q in msda.topk_levels(topk_count).tolist())
         self.topk_slots = topk_slots
         self.fields = ("method", "grid", "alpha") + ("topk",) * topk_slots
+
+    def arguments(self) -> dict[str, Any]:
+        """The arguments that rebuild this codec, as JSON-ready values."""
+        return {
+            "methods": list(self.methods),
+            "grids": list(self.grids),
+            "alphas": list(self.alphas),
+            "topk_count": len(self.topk_levels),
+            "topk_slots": self.topk_slots,
+        }
 
     def cannot_encode(self, other: ActionCodec) -> list[str]:
         """What of ``other``'s actions this codec cannot encode; empty when it encodes all.

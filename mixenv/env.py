@@ -113,7 +113,9 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     from the end of the training split and excluded from training. A reward that is a mean
     over the batch's images also gives each image's value in ``info["sample_rewards"]``
     (``[batch_size]`` float32, their mean is the reward). Each reward's docstring says what it
-    rewards, what it costs and how it can be gamed.
+    rewards, what it costs and how it can be gamed. A method that blends each image with one
+    partner (all but ``none`` and ``region_mixup``) gives the partners in ``info["partner"]``
+    (``[batch_size]`` int64: mixed image ``i`` blends image ``i`` with image ``partner[i]``).
 
     ## Starting State
 
@@ -523,6 +525,8 @@ class MixupTrainingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             reward = float(info["sample_rewards"].mean())
         else:
             reward = float(value)
+        if plan is not None and plan.partner.ndim == 1:
+            info["partner"] = plan.partner.detach().cpu().numpy()
         info.update(
             loss=result.loss,
             clean_loss=result.clean_loss,

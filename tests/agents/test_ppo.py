@@ -35,9 +35,7 @@ def trained(tmp_path_factory):
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     model.learn(16)
     folder = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(
-        folder, agent_state(model, TINY, env), env.state_dict(), {"note": "test"}, step=16
-    )
+    save_checkpoint(folder, agent_state(model, TINY), env.state_dict(), {"note": "test"}, step=16)
     return model, before, folder
 
 
@@ -129,17 +127,17 @@ def test_an_agent_saved_in_another_format_is_refused_with_a_message(trained, tmp
         load_agent(tmp_path, make_env())
 
 
-def test_the_extractor_refuses_an_observation_key_it_does_not_know(trained):
+def test_the_policy_refuses_an_observation_key_it_does_not_know(trained):
     model, _, _ = trained
     env = make_env()
     observation, _ = env.reset(seed=0)
     tensors = {k: torch.as_tensor(v).unsqueeze(0) for k, v in observation.items()}
-    extractor = model.policy.features_extractor
-    assert extractor(tensors).shape == (1, extractor.features_dim)
+    policy = model.policy
+    assert policy.distribution(tensors).topk.shape == (1, 16, len(env.codec.topk_levels))
     with pytest.raises(ValueError, match="unknown \\['margin'\\]"):
-        extractor({**tensors, "margin": torch.zeros(1, 16)})
+        policy.distribution({**tensors, "margin": torch.zeros(1, 16)})
     with pytest.raises(ValueError, match="missing \\['probs'\\]"):
-        extractor({k: v for k, v in tensors.items() if k != "probs"})
+        policy.predict_values({k: v for k, v in tensors.items() if k != "probs"})
 
 
 def test_a_saved_layout_rebuilds_every_field_with_its_bounds():
@@ -181,7 +179,15 @@ def test_an_agent_refuses_an_env_that_cannot_express_its_actions(trained):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"n_steps": 0}, {"batch_size": 2.5}, {"gamma": 1.5}, {"learning_rate": -1.0}]
+    "bad",
+    [
+        {"n_steps": 0},
+        {"batch_size": 2.5},
+        {"gamma": 1.5},
+        {"learning_rate": -1.0},
+        {"credit": "team"},
+        {"image_vf_coef": -0.1},
+    ],
 )
 def test_ppo_config_refuses_out_of_range_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
