@@ -24,7 +24,14 @@ from agents.policies import (
     make_policy,
     required_methods,
 )
-from agents.ppo import AgentPolicy, PPOConfig, agent_state, build_ppo
+from agents.ppo import (
+    AgentPolicy,
+    PPOConfig,
+    agent_state,
+    build_ppo,
+    check_format,
+    load_training_state,
+)
 
 __all__ = [
     "DEFAULT_MAX_DIVERGED",
@@ -38,6 +45,7 @@ __all__ = [
     "RunRecord",
     "agent_state",
     "build_ppo",
+    "check_format",
     "check_policies",
     "divergence_report",
     "heuristic_names",
@@ -45,6 +53,7 @@ __all__ = [
     "load_agent",
     "load_checkpoint",
     "load_policy",
+    "load_training_state",
     "make_policy",
     "required_methods",
     "run_policy",

@@ -258,6 +258,7 @@ class FactoredPPO(PPO):
                             log(f"clip_fraction_{name}", float((clipped * mask).sum() / mask.sum()))
                     joint = (log_ratio * used).sum(1)
                     log("joint_approx_kl", float(((joint.exp() - 1) - joint).mean()))
+                log("loss", loss.item())
                 log("policy_gradient_loss", policy_loss.item())
                 log("value_loss", value_loss.item())
                 log("image_value_loss", image_value_loss.item())

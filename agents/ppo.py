@@ -144,7 +144,43 @@ def agent_state(model: FactoredPPO, config: PPOConfig) -> dict[str, Any]:
         "ppo_config": asdict(config),
         "observation_layout": policy.layout.to_state(),
         "codec": policy.codec.arguments(),
+        "reward_statistics": reward_statistics(model),
     }
+
+
+def reward_statistics(model: FactoredPPO) -> dict[str, float]:
+    """The running reward mean, variance and count that normalize the rewards."""
+    stats = model.rollout_buffer.reward_rms
+    return {"mean": float(stats.mean), "var": float(stats.var), "count": float(stats.count)}
+
+
+def check_format(state: dict[str, Any]) -> None:
+    """Refuse an agent state of another format with a message that says what to do."""
+    if state.get("format") != AGENT_FORMAT:
+        raise ValueError(
+            f"agent format {state.get('format', 'unversioned')!r}, but this version of mixenv "
+            f"reads format {AGENT_FORMAT}: the agent was saved by another version; retrain it"
+        )
+
+
+def load_training_state(model: FactoredPPO, state: dict[str, Any]) -> None:
+    """Continue training ``model`` from a saved :func:`agent_state`: weights, optimizer,
+    step count and reward statistics.
+
+    Raises:
+        ValueError: the state was written by another version of the agent.
+    """
+    check_format(state)
+    model.policy.load_state_dict(state["policy"])
+    model.policy.optimizer.load_state_dict(state["optimizer"])
+    model.num_timesteps = int(state["num_timesteps"])
+    stats = model.rollout_buffer.reward_rms
+    saved = state["reward_statistics"]
+    stats.mean, stats.var, stats.count = (
+        np.float64(saved["mean"]),
+        np.float64(saved["var"]),
+        float(saved["count"]),
+    )
 
 
 class AgentPolicy:
@@ -212,11 +248,7 @@ def rebuild_policy(
     Raises:
         ValueError: the state was written by another version of the agent.
     """
-    if state.get("format") != AGENT_FORMAT:
-        raise ValueError(
-            f"agent format {state.get('format', 'unversioned')!r}, but this version of mixenv "
-            f"reads format {AGENT_FORMAT}: the agent was saved by another version; retrain it"
-        )
+    check_format(state)
     codec = ActionCodec(**state["codec"])
     layout = ObservationLayout.from_state(state["observation_layout"])
     config = PPOConfig(**state["ppo_config"])

@@ -35,7 +35,9 @@ from agents import (
     PPOConfig,
     agent_state,
     build_ppo,
+    check_format,
     load_checkpoint,
+    load_training_state,
     save_checkpoint,
 )
 from agents.callbacks import PeriodicCheckpoint, StopOnDivergence, StopOnSignal
@@ -80,6 +82,10 @@ RESUMABLE = (
             "gae_lambda",
             "clip_range",
             "ent_coef",
+            "vf_coef",
+            "image_vf_coef",
+            "max_grad_norm",
+            "credit",
             "device",
         )
     ),
@@ -175,6 +181,7 @@ def resumed(config: TrainConfig, args: Sequence[str] | None) -> tuple[TrainConfi
     run_dir = config.resume
     try:
         checkpoint = load_checkpoint(run_dir / "checkpoint")
+        check_format(checkpoint.agent)
         saved = replace(TrainConfig.from_json(checkpoint.config), run_dir=run_dir, resume=None)
     except (CheckpointError, KeyError, TypeError, ValueError) as error:
         raise SystemExit(f"cannot resume from {run_dir}: {error}") from error
@@ -255,12 +262,10 @@ def train(
     model = build_ppo(Monitor(logger), config.ppo, seed=None if checkpoint else config.seed)
     model.set_logger(configure(str(run_dir), ["tensorboard"]))
     if checkpoint:
-        model.policy.load_state_dict(checkpoint.agent["policy"])
-        model.policy.optimizer.load_state_dict(checkpoint.agent["optimizer"])
-        model.num_timesteps = done
+        load_training_state(model, checkpoint.agent)
 
     def save(folder: Path) -> None:
-        state = agent_state(model, config.ppo, env)
+        state = agent_state(model, config.ppo)
         save_checkpoint(folder, state, env.state_dict(), config.to_json(), step=model.num_timesteps)
 
     divergence = StopOnDivergence(config.max_diverged)

@@ -118,12 +118,19 @@ def test_a_save_replaces_the_checkpoint_as_a_unit_and_mixed_parts_are_refused(tr
     assert (tmp_path / "notes.txt").exists()
 
 
-def test_an_agent_saved_in_another_format_is_refused_with_a_message(trained, tmp_path):
+@pytest.mark.parametrize("saved_format", [None, 2])
+def test_an_agent_saved_in_another_format_is_refused_with_a_message(
+    trained, tmp_path, saved_format
+):
     _, _, folder = trained
     state = torch.load(folder / "agent.pt", weights_only=True)
-    del state["format"]
+    if saved_format is None:
+        del state["format"]
+    else:  # format 2: one dense policy head, whose weights do not fit the set-shaped policy
+        state["format"] = saved_format
+        state["policy"] = {"action_net.weight": torch.zeros(3 + 16, 16 * 16 + 34)}
     torch.save(state, tmp_path / "agent.pt")
-    with pytest.raises(CheckpointError, match="another version"):
+    with pytest.raises(CheckpointError, match="another version; retrain it"):
         load_agent(tmp_path, make_env())
 
 

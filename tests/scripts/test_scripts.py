@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,6 +96,7 @@ def test_resume_continues_the_step_count(trained_run, tmp_path):
     checkpoint = load_checkpoint(trained_run / "checkpoint")
     assert checkpoint.agent["num_timesteps"] == checkpoint.step == 32
     assert checkpoint.env["trainer"]["step"] == 32
+    assert checkpoint.agent["reward_statistics"]["count"] == pytest.approx(32, abs=1)
     assert checkpoint.config == {**saved, "total_timesteps": 32, "checkpoint_every": 4}
     rewards = EventAccumulator(str(trained_run))
     rewards.Reload()
@@ -120,6 +122,16 @@ def test_resume_refuses_settings_that_make_the_run_by_name(trained_run, tmp_path
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "with other --methods, --seed:" in result.stderr and "--lr" not in result.stdout
     assert (trained_run / "checkpoint" / "agent.pt").read_bytes() == before
+
+
+def test_resume_refuses_an_agent_of_another_version(trained_run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(trained_run, old)
+    state = torch.load(old / "checkpoint" / "agent.pt", weights_only=True)
+    torch.save({**state, "format": 2}, old / "checkpoint" / "agent.pt")
+    result = run("train_agent.py", "--resume", str(old), cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "agent format 2" in result.stderr and "another version; retrain it" in result.stderr
 
 
 def test_extending_a_onecycle_run_re_plans_its_schedule(tmp_path):
