@@ -13,6 +13,7 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from agents.distributions import GroupedMultiInputPolicy
@@ -108,6 +109,13 @@ class PPOConfig:
             raise ValueError(f"ent_coef must be >= 0, got {self.ent_coef}")
 
 
+def _env_attribute(env: gym.Env | VecEnv, name: str) -> Any:
+    """An attribute of the ``MixupTrainingEnv`` inside ``env`` (of its first env if a VecEnv)."""
+    if isinstance(env, VecEnv):
+        return env.get_attr(name, indices=[0])[0]
+    return getattr(env.unwrapped, name)
+
+
 def policy_kwargs(config: PPOConfig, layout: ObservationLayout) -> dict[str, Any]:
     """``policy_kwargs`` for SB3's ``MultiInputPolicy`` with :class:`PerSampleExtractor`."""
     return {
@@ -117,10 +125,13 @@ def policy_kwargs(config: PPOConfig, layout: ObservationLayout) -> dict[str, Any
     }
 
 
-def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = None) -> PPO:
-    """A PPO agent for a ``MixupTrainingEnv`` (possibly wrapped): SB3's ``MultiInputPolicy``
-    with :class:`PerSampleExtractor` and a grouped multi-categorical action distribution."""
-    layout = env.unwrapped.layout
+def build_ppo(
+    env: gym.Env | VecEnv, config: PPOConfig = PPOConfig(), seed: int | None = None
+) -> PPO:
+    """A PPO agent for a ``MixupTrainingEnv`` (possibly wrapped, or a VecEnv of them): SB3's
+    ``MultiInputPolicy`` with :class:`PerSampleExtractor` and a grouped multi-categorical
+    action distribution."""
+    layout = _env_attribute(env, "layout")
     return PPO(
         GroupedMultiInputPolicy,
         env,
@@ -139,7 +150,7 @@ def build_ppo(env: gym.Env, config: PPOConfig = PPOConfig(), seed: int | None = 
     )
 
 
-def agent_state(model: PPO, config: PPOConfig, env: gym.Env) -> dict[str, Any]:
+def agent_state(model: PPO, config: PPOConfig, env: gym.Env | VecEnv) -> dict[str, Any]:
     """Everything to rebuild ``model`` as a policy, as tensors, numbers and strings only."""
     return {
         "format": AGENT_FORMAT,
@@ -147,8 +158,10 @@ def agent_state(model: PPO, config: PPOConfig, env: gym.Env) -> dict[str, Any]:
         "optimizer": model.policy.optimizer.state_dict(),
         "num_timesteps": int(model.num_timesteps),
         "ppo_config": asdict(config),
-        "observation_layout": env.unwrapped.layout.to_state(),
-        "codec": codec_fields(env_codec(env)),
+        "observation_layout": _env_attribute(env, "layout").to_state(),
+        "codec": codec_fields(
+            _env_attribute(env, "codec") if isinstance(env, VecEnv) else env_codec(env)
+        ),
     }
 
 
