@@ -1,5 +1,6 @@
 """train_agent.py --n-envs: several classifier runs, each in its worker process, feed one
-agent; the checkpoint holds every run, --resume continues them all (in-process ``main``)."""
+agent; the checkpoint holds every run, --resume continues them all, probe_actions.py reads
+the env it is asked for (the scripts' ``main`` in this process)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,28 @@ from test_scripts import TINY_ENV, TINY_PPO
 
 from agents import load_checkpoint
 from agents.checkpoints import env_states, pack_env_states
-from agents.envs import env_device, env_threads
+from agents.envs import env_device, env_threads, make_env
+from mixenv.config import EnvConfig, config_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore:rich is experimental")  # SB3's progress bar
 
 
 @pytest.fixture(scope="module")
-def train_agent():
+def scripts():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
+        import probe_actions
         import train_agent
 
-        yield train_agent
+        yield train_agent, probe_actions
     finally:
         sys.path.remove(str(ROOT / "scripts"))
+
+
+@pytest.fixture(scope="module")
+def train_agent(scripts):
+    return scripts[0]
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +73,15 @@ def test_two_envs_log_apart_and_the_checkpoint_holds_both_runs(two_env_run):
     assert not (two_env_run / "run.lock").exists()
 
 
+def test_env_i_runs_the_classifier_run_seeded_seed_plus_i(two_env_run):
+    checkpoint = load_checkpoint(two_env_run / "checkpoint")
+    config = config_from_dict(EnvConfig, checkpoint.config["env"])
+    for index, state in enumerate(env_states(checkpoint.env)):
+        env = make_env(config, steps=16)
+        env.reset(seed=checkpoint.config["seed"] + index)  # the run's draws are made here
+        assert env.state_dict()["np_random"] == state["np_random"]
+
+
 def test_resume_continues_every_env_from_its_step(train_agent, two_env_run, tmp_path, capsys):
     run_dir = shutil.copytree(two_env_run, tmp_path / "run")
     assert train_agent.main(["--resume", str(run_dir), "--total-timesteps", "48"]) == 0
@@ -82,6 +99,17 @@ def test_changing_n_envs_on_resume_is_refused(train_agent, two_env_run, tmp_path
     with pytest.raises(SystemExit, match="with other --n-envs: that would change what the run"):
         train_agent.main(["--resume", str(run_dir), "--n-envs", "3"])
     assert (run_dir / "checkpoint" / "env.pt").read_bytes() == before
+
+
+def test_probe_reads_the_env_it_is_asked_for(scripts, two_env_run, capsys):
+    probe_actions = scripts[1]
+    states = env_states(load_checkpoint(two_env_run / "checkpoint").env)
+    env = probe_actions.saved_env(probe_actions.ProbeConfig(checkpoint=two_env_run, env_index=1))
+    assert "probing env 1 of the 2 classifier runs" in capsys.readouterr().out
+    assert env.trainer.step == 16
+    assert same_weights({"trainer": env.trainer.state_dict()}, states[1])
+    with pytest.raises(SystemExit, match=r"the run has 2 envs .* below 2"):
+        probe_actions.saved_env(probe_actions.ProbeConfig(checkpoint=two_env_run, env_index=2))
 
 
 def test_n_envs_below_one_is_refused(train_agent, tmp_path, capsys):
