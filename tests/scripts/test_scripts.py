@@ -441,6 +441,7 @@ def test_help_explains_the_flags(tmp_path):
         "--methods",
         "--reward",
         "--seed",
+        "--n-envs",
         "--run-dir",
         "--resume",
         "--ppo.device",
