@@ -2,7 +2,10 @@
 
 A checkpoint is a folder holding ``agent.pt`` (policy and optimizer weights, step count, PPO
 settings, action layout), ``env.pt`` (classifier, optimizer, schedule, generators, episode,
-the dataset's identity) and ``config.json``. The ``.pt`` files hold tensors, numbers and
+the dataset's identity) and ``config.json``. A run of several envs
+(``train_agent.py --n-envs N``) keeps the state of each in ``env.pt`` as ``{"envs": [state
+of env 0, ...]}`` (:func:`pack_env_states`, :func:`env_states`); a run of one env keeps its
+state itself. The ``.pt`` files hold tensors, numbers and
 strings only and are read with ``torch.load(..., weights_only=True)``: loading a checkpoint
 runs no pickled code.
 
@@ -20,7 +23,7 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ AGENT_FILE, ENV_FILE, CONFIG_FILE = "agent.pt", "env.pt", "config.json"
 FILES = (AGENT_FILE, ENV_FILE, CONFIG_FILE)
 STEP_KEY = "checkpoint_step"
 """The key of the step count each ``.pt`` part of a checkpoint carries."""
+ENVS_KEY = "envs"
+"""The key of the list of env states in the ``env.pt`` of a run of several envs."""
 
 
 class CheckpointError(RuntimeError):
@@ -117,6 +122,24 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
             + "; they come from different saves, so the checkpoint cannot be resumed"
         )
     return Checkpoint(steps[AGENT_FILE], agent, env, config)
+
+
+def pack_env_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The env part of a checkpoint holding ``states``, one per env of the run: a single
+    env's state as it is, several as ``{"envs": [state, ...]}``."""
+    if not states:
+        raise ValueError("a checkpoint holds the state of at least one env")
+    return dict(states[0]) if len(states) == 1 else {ENVS_KEY: list(states)}
+
+
+def env_states(env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The state of each env of a run in a checkpoint's env part (:func:`pack_env_states`)."""
+    if ENVS_KEY not in env:
+        return [env]
+    states = env[ENVS_KEY]
+    if not isinstance(states, list) or not states or not all(isinstance(s, dict) for s in states):
+        raise CheckpointError(f"the {ENV_FILE} of the checkpoint holds no list of env states")
+    return states
 
 
 def load_agent(

@@ -46,7 +46,8 @@ class TensorBoardLogger(gym.Wrapper):
         env: the environment (possibly wrapped).
         log_dir: folder of the event file; give each environment of a vector env its own.
         image_every: steps between pictures; 0 turns pictures off.
-        config: settings to record as a markdown table under ``text/config``.
+        config: settings to record as a markdown table under ``text/config`` (or later, with
+            :meth:`record_config`).
         start_step: global step to count from (when a run resumes).
     """
 
@@ -68,8 +69,12 @@ class TensorBoardLogger(gym.Wrapper):
         self.last_episode: dict[str, float] = {}
         """Test figures and reward sum of the last finished episode."""
         if config:
-            rows = "\n".join(f"| {key} | `{value}` |" for key, value in config.items())
-            self.writer.add_text("text/config", "| setting | value |\n|---|---|\n" + rows, 0)
+            self.record_config(config)
+
+    def record_config(self, config: Mapping[str, Any]) -> None:
+        """Record ``config`` as a markdown table under ``text/config`` (at step 0)."""
+        rows = "\n".join(f"| {key} | `{value}` |" for key, value in config.items())
+        self.writer.add_text("text/config", "| setting | value |\n|---|---|\n" + rows, 0)
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         self._actions = []

@@ -3,12 +3,15 @@
     python scripts/probe_actions.py                                  # digits, R-Mix, epochs 0 10 40
     python scripts/probe_actions.py --reward heldout_alignment --at-epochs 0 2 8
     python scripts/probe_actions.py --checkpoint runs/<name>         # a saved run and its agent
+    python scripts/probe_actions.py --checkpoint runs/<name> --env-index 1   # of --n-envs runs
 
 At each point (after that many epochs of a fresh run trained by ``--behaviour``, or a saved
 run's checkpoint) ``--states`` consecutive states are probed: every fixed action (method x
 grid x alpha x a uniform top-k level), ``--probe.random-actions`` random actions and the
 named ``--policies`` each train one step from the same state with the same mixing draws, on
-copies (the run goes on as if nothing happened). Prints a markdown table and writes
+copies (the run goes on as if nothing happened). A checkpoint of a run of several envs
+(``train_agent.py --n-envs``) holds a classifier run per env: ``--env-index`` chooses which
+one is probed (env 0 by default). Prints a markdown table and writes
 ``probe.md``, ``probe.json`` and ``probe.png`` into ``--out``. See ``agents/probe.py`` for
 what each column means.
 """
@@ -25,6 +28,7 @@ import tyro
 from tqdm.auto import tqdm
 
 from agents import CheckpointError, is_heuristic, load_agent, load_checkpoint, make_policy
+from agents.checkpoints import env_states
 from agents.envs import make_env
 from agents.probe import (
     ProbeSettings,
@@ -54,6 +58,9 @@ class ProbeConfig:
     checkpoint: Path | None = None
     """Probe a saved run (a train_agent.py run folder) at its checkpoint instead; its agent
     joins the named policies as 'agent'."""
+    env_index: int = 0
+    """With --checkpoint of a run of several envs (train_agent.py --n-envs N): the env whose
+    classifier run is probed, 0 to N-1."""
     states: int = 8
     """Consecutive states probed at each point."""
     probe: ProbeSettings = field(default_factory=ProbeSettings)
@@ -68,6 +75,8 @@ class ProbeConfig:
     """Folder of probe.md, probe.json and probe.png."""
 
     def __post_init__(self) -> None:
+        if self.env_index < 0:
+            raise ValueError(f"env_index must be >= 0, got {self.env_index}")
         if self.states < 1:
             raise ValueError(f"states must be at least 1, got {self.states}")
         if not self.at_epochs or any(e < 0 for e in self.at_epochs):
@@ -90,12 +99,20 @@ def fresh_env(config: ProbeConfig) -> MixupTrainingEnv:
 
 
 def saved_env(config: ProbeConfig) -> MixupTrainingEnv:
-    """The env of a saved run, at its checkpoint; ``SystemExit`` if other settings are given."""
+    """The env of a saved run (its env ``config.env_index``), at its checkpoint;
+    ``SystemExit`` if other settings are given or the run has no such env."""
     try:
         checkpoint = load_checkpoint(config.checkpoint / "checkpoint")
         env_config = config_from_dict(EnvConfig, checkpoint.config["env"])
+        states = env_states(checkpoint.env)
     except (CheckpointError, KeyError, ValueError) as error:
         raise SystemExit(f"cannot probe {config.checkpoint}: {error}") from error
+    if config.env_index >= len(states):
+        raise SystemExit(
+            f"cannot probe env {config.env_index} of {config.checkpoint}: the run has "
+            f"{len(states)} env{'s' if len(states) > 1 else ''} (--n-envs {len(states)}); "
+            f"--env-index must be below {len(states)}"
+        )
     conflicts = [
         f.name
         for f in dataclasses.fields(EnvConfig)
@@ -107,8 +124,14 @@ def saved_env(config: ProbeConfig) -> MixupTrainingEnv:
             f"{config.checkpoint} was trained with other {', '.join(conflicts)} than given: "
             "a checkpoint is probed in its own environment; drop those flags"
         )
-    env = make_env(env_config, steps=checkpoint.config["total_timesteps"])
-    env.load_state_dict(checkpoint.env)
+    if len(states) > 1:
+        print(
+            f"probing env {config.env_index} of the {len(states)} classifier runs of "
+            f"{config.checkpoint} (--env-index 0 to {len(states) - 1} chooses one)"
+        )
+    steps = -(-checkpoint.config["total_timesteps"] // len(states))  # each env's share
+    env = make_env(env_config, steps=steps)
+    env.load_state_dict(states[config.env_index])
     return env
 
 
@@ -129,6 +152,8 @@ def named_policies(config: ProbeConfig, env: MixupTrainingEnv) -> dict:
 
 
 def main(config: ProbeConfig) -> None:
+    if config.env_index and config.checkpoint is None:
+        raise SystemExit("--env-index chooses an env of a saved run: give --checkpoint too")
     env = saved_env(config) if config.checkpoint else fresh_env(config)
     try:
         behaviour = make_policy(config.behaviour, env, seed=config.seed)

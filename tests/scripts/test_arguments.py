@@ -31,6 +31,7 @@ def scripts(monkeypatch):
         (["--image-every", "-1"], "image_every must be an integer >= 0"),
         (["--max-diverged", "0"], "max_diverged must be an integer >= 1"),
         (["--seed", "-1"], "seed must be an integer >= 0"),
+        (["--n-envs", "0"], "n_envs must be an integer >= 1, got 0"),
         (["--exp-name", "a/b"], "exp_name must be a non-empty name"),
         (["--ppo.n-steps", "0"], "n_steps must be an integer >= 1"),
     ],

@@ -453,6 +453,7 @@ def test_help_explains_the_flags(tmp_path):
         "--methods",
         "--reward",
         "--seed",
+        "--n-envs",
         "--run-dir",
         "--resume",
         "--ppo.device",
