@@ -33,6 +33,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,15 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from agents import PPOConfig, build_ppo, make_policy
 from agents.envs import make_env
 from agents.statistics import paired_comparison
-from mixenv.config import EnvConfig
+from mixenv.config import DEFAULT_ALPHAS, DEFAULT_GRIDS, EnvConfig
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "known": {"methods": ("none", "mixup")},
     "rmix": {"methods": ("rmix",)},
     "alignment": {"methods": ("rmix",), "reward": "heldout_alignment"},
 }
+TOPK_STEP = 0.11
+"""Top-k percentile between neighbouring levels (the default 10 levels, 0 to 0.99)."""
 TAIL = 0.2
 """Share of the run at its end over which the reward per step is compared."""
 
@@ -191,6 +194,8 @@ def report(folder: Path) -> str:
             lines += versus_random(policies)
         lines += accuracy_table(policies)
         if "ppo" in policies:
+            lines += actions_table(policies["ppo"])
+        if "ppo" in policies:
             lines += health_table(policies["ppo"])
     return "\n".join(lines)
 
@@ -245,13 +250,42 @@ def accuracy_table(policies: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     lines = ["Final test accuracy (median of the last 3 episodes):\n"]
     lines.append("| policy | seeds | test accuracy | minus random [95% CI] |")
     lines.append("|---|---:|---:|---:|")
+    reference = {s: v for s, v in values.get("random", {}).items() if np.isfinite(v)}
     for policy, seeds in sorted(values.items()):
-        row = f"| {policy} | {len(seeds)} | {statistics.fmean(seeds.values()):.4f} |"
-        if policy != "random" and "random" in values:
-            row += f" {interval(paired_comparison(seeds, values['random']))} |"
+        finite = {s: v for s, v in seeds.items() if np.isfinite(v)}
+        mean = statistics.fmean(finite.values()) if finite else float("nan")
+        row = f"| {policy} | {len(finite)} | {mean:.4f} |"
+        if policy != "random" and set(finite) & set(reference):
+            row += f" {interval(paired_comparison(finite, reference))} |"
         else:
             row += " |"
         lines.append(row)
+    return [*lines, ""]
+
+
+def actions_table(seeds: dict[int, dict[str, Any]]) -> list[str]:
+    """What PPO chose over the last :data:`TAIL` of each run."""
+    lines = [f"What PPO chose over the last {TAIL:.0%} of each run:\n"]
+    lines.append(
+        "| seed | most common (method, grid, alpha) | its share | mean top-k percentile | "
+        "first step of a 200-step window with >= 90% of it |"
+    )
+    lines.append("|---:|---|---:|---:|---:|")
+    for seed, record in sorted(seeds.items()):
+        start = int((1 - TAIL) * len(record["method"]))
+        methods = SETTINGS[record["setting"]]["methods"]
+        chosen = [
+            (methods[m], DEFAULT_GRIDS[g], DEFAULT_ALPHAS[a])
+            for m, g, a in zip(record["method"], record["grid"], record["alpha"], strict=True)
+        ]
+        tail = chosen[start:]
+        top, count = Counter(tail).most_common(1)[0]
+        share = count / len(tail)
+        topk = np.mean(record["topk"][start:]) * TOPK_STEP
+        is_top = np.array([c == top for c in chosen], dtype=float)
+        windows = np.convolve(is_top, np.ones(200) / 200, mode="valid")
+        first = int(np.argmax(windows >= 0.9)) + 200 if (windows >= 0.9).any() else "never"
+        lines.append(f"| {seed} | {top} | {share:.2f} | {topk:.2f} | {first} |")
     return [*lines, ""]
 
 
