@@ -20,7 +20,8 @@ health (approximate KL, clip fraction), final test accuracy, and a plot of the c
 Settings: ``known`` (methods none and mixup, grad_cosine: ``none`` always scores 1, the
 answer is known), ``rmix`` (R-Mix with a top-k per image, grad_cosine: the default command's
 setting), ``alignment`` (R-Mix, the held-out alignment reward: PPO against random and the
-R-Mix heuristic on test accuracy). Policies: ``ppo`` (``agents.build_ppo`` defaults), any
+R-Mix heuristic on test accuracy). Policies: ``ppo`` (``agents.build_ppo`` defaults) or
+``ppo:gamma=0.9,credit=batch`` (PPOConfig fields overridden), any
 heuristic of ``agents.make_policy`` (``random``, ``rmix``, ...), ``fixed:G,A`` (R-Mix on grid
 G with alpha A and top-k level 0 for every image: the probe's best fixed action is
 ``fixed:1,0.2``).
@@ -116,6 +117,16 @@ class FixedRMix:
         return self.action.copy(), None
 
 
+def ppo_config(policy: str) -> PPOConfig:
+    """The PPO settings of ``ppo`` (the defaults) or ``ppo:name=value,...`` (overrides)."""
+    overrides: dict[str, Any] = {}
+    for item in filter(None, policy.partition(":")[2].split(",")):
+        name, _, text = item.partition("=")
+        default = getattr(PPOConfig(), name)
+        overrides[name] = type(default)(text) if not isinstance(default, bool) else text == "true"
+    return PPOConfig(device="cpu", **overrides)
+
+
 def run(setting: str, policy: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One run of ``policy`` in ``setting`` with ``seed``; its record."""
     config = EnvConfig(
@@ -133,8 +144,8 @@ def run(setting: str, policy: str, seed: int, args: argparse.Namespace) -> dict[
         "seed": seed,
         "steps": args.steps,
     }
-    if policy == "ppo":
-        model = build_ppo(env, PPOConfig(device="cpu"), seed=seed)
+    if policy.split(":")[0] == "ppo":
+        model = build_ppo(env, ppo_config(policy), seed=seed)
         writer = MemoryWriter()
         model.set_logger(Logger(folder=None, output_formats=[writer]))
         model.learn(args.steps)
@@ -188,15 +199,16 @@ def report(folder: Path) -> str:
         if not policies:
             continue
         lines.append(f"\n### {setting}\n")
-        if setting == "known" and "ppo" in policies:
+        if setting == "known" and "ppo" in policies:  # the defaults
             lines += known_table(policies["ppo"])
         if "random" in policies:
             lines += versus_random(policies)
         lines += accuracy_table(policies)
-        if "ppo" in policies:
-            lines += actions_table(policies["ppo"])
-        if "ppo" in policies:
-            lines += health_table(policies["ppo"])
+        agents = [p for p in sorted(policies) if p.split(":")[0] == "ppo"]
+        for agent in agents:
+            lines += actions_table(agent, policies[agent])
+        if agents:
+            lines += health_table({agent: policies[agent] for agent in agents})
     return "\n".join(lines)
 
 
@@ -229,17 +241,20 @@ def versus_random(policies: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
             continue
         c = paired_comparison(values, reference)
         lines.append(row + f" {interval(c)} | {c.probability_of_improvement:.2f} |")
-    if fixed and "ppo" in policies:
+    agents = [p for p in sorted(policies) if p.split(":")[0] == "ppo"]
+    if fixed and agents:
         best = {s: tail_mean(r["reward"]) for s, r in policies[fixed].items()}
-        ppo = {s: tail_mean(r["reward"]) for s, r in policies["ppo"].items()}
+        lines.append(f"\nHeadroom: {fixed} minus random on the same seeds.\n")
+        lines.append("| policy | headroom | share captured | per seed |")
+        lines.append("|---|---:|---:|---|")
+    for agent in agents if fixed else ():
+        ppo = {s: tail_mean(r["reward"]) for s, r in policies[agent].items()}
         common = sorted(set(best) & set(ppo) & set(reference))
         shares = [(ppo[s] - reference[s]) / (best[s] - reference[s]) for s in common]
         headroom = statistics.fmean(best[s] - reference[s] for s in common)
         captured = statistics.fmean(ppo[s] - reference[s] for s in common)
-        lines.append(
-            f"\nHeadroom ({fixed} minus random, same seeds): {headroom:+.4f}; PPO captures "
-            f"{captured / headroom:.2f} of it (per seed: {', '.join(f'{x:.2f}' for x in shares)})."
-        )
+        per_seed = ", ".join(f"{x:.2f}" for x in shares)
+        lines.append(f"| {agent} | {headroom:+.4f} | {captured / headroom:.2f} | {per_seed} |")
     return [*lines, ""]
 
 
@@ -263,9 +278,9 @@ def accuracy_table(policies: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     return [*lines, ""]
 
 
-def actions_table(seeds: dict[int, dict[str, Any]]) -> list[str]:
-    """What PPO chose over the last :data:`TAIL` of each run."""
-    lines = [f"What PPO chose over the last {TAIL:.0%} of each run:\n"]
+def actions_table(agent: str, seeds: dict[int, dict[str, Any]]) -> list[str]:
+    """What ``agent`` chose over the last :data:`TAIL` of each run."""
+    lines = [f"What {agent} chose over the last {TAIL:.0%} of each run:\n"]
     lines.append(
         "| seed | most common (method, grid, alpha) | its share | mean top-k percentile | "
         "first step of a 200-step window with >= 90% of it |"
@@ -289,25 +304,27 @@ def actions_table(seeds: dict[int, dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def health_table(seeds: dict[int, dict[str, Any]]) -> list[str]:
+def health_table(agents: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     keys = ("approx_kl", "clip_fraction", "approx_kl_topk", "clip_fraction_topk", "joint_kl")
     lines = ["Update health, median over all updates of all seeds (10th-90th percentile):\n"]
-    lines.append("| " + " | ".join(keys) + " |")
-    lines.append("|" + "---:|" * len(keys))
-    cells = []
-    for key in keys:
-        values = [
-            row[f"train/{key}"]
-            for r in seeds.values()
-            for row in r["train"]
-            if f"train/{key}" in row
-        ]
-        if not values:
-            cells.append("-")
-            continue
-        low, mid, high = np.percentile(values, [10, 50, 90])
-        cells.append(f"{mid:.3g} ({low:.2g}-{high:.2g})")
-    return [*lines, "| " + " | ".join(cells) + " |", ""]
+    lines.append("| policy | " + " | ".join(keys) + " |")
+    lines.append("|---|" + "---:|" * len(keys))
+    for agent, seeds in agents.items():
+        cells = [agent]
+        for key in keys:
+            values = [
+                row[f"train/{key}"]
+                for r in seeds.values()
+                for row in r["train"]
+                if f"train/{key}" in row
+            ]
+            if not values:
+                cells.append("-")
+                continue
+            low, mid, high = np.percentile(values, [10, 50, 90])
+            cells.append(f"{mid:.3g} ({low:.2g} to {high:.2g})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def plot(folder: Path, out: Path, window: int = 100) -> None:

@@ -33,8 +33,8 @@ def test_paired_runs_are_written_skipped_on_rerun_and_reported(tmp_path):
     assert len(record["reward"]) == len(record["topk"]) == 80
     fixed = json.loads((tmp_path / "rmix_fixed-1,0.2_0.json").read_text())
     assert set(fixed["grid"]) == {0} and set(fixed["alpha"]) == {0} and set(fixed["topk"]) == {0}
-    assert "Headroom (fixed:1,0.2 minus random" in first.stdout
-    assert "What PPO chose" in first.stdout
+    assert "Headroom: fixed:1,0.2 minus random" in first.stdout
+    assert "What ppo chose" in first.stdout
     again = run(*args, "--plot", str(tmp_path / "curves.png"))
     assert "seed 0:" not in again.stdout  # every run was already there
     assert again.stdout.split("### rmix")[1] == first.stdout.split("### rmix")[1]
