@@ -35,10 +35,12 @@ class PPOConfig:
     n_epochs: int = 4
     """Passes over each rollout per update."""
     gamma: float = 0.0
-    """Discount. 0 by default: a mixing choice is scored by the step it mixes (the probe of
-    docs/results.md finds the best action the same at every state it measured), and a
-    longer horizon only adds the noise of later steps' rewards; with 0.9 the agent drifted
-    away from the best action it found with 0 (docs/results.md, agent learning)."""
+    """Discount. 0 by default: each reward scores the step it mixes, and with 0 the agent
+    settles fastest. Measured on digits, R-Mix, grad_cosine, 3 seeds (docs/results.md, "Does
+    the agent learn?"): gamma 0 settled on its action in 600-900 steps and had the higher
+    reward over the whole run (+0.039 over random, against +0.024 with 0.9); 0.9 took 2,400
+    steps or more but ended higher over the last 20% (+0.049 against +0.037), because the
+    reward late in a run depends on how the classifier was mixed before."""
     gae_lambda: float = 0.95
     """GAE lambda (no effect with gamma 0)."""
     clip_range: float = 0.2

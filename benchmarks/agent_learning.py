@@ -229,18 +229,30 @@ def known_table(seeds: dict[int, dict[str, Any]]) -> list[str]:
 
 def versus_random(policies: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     reference = {s: tail_mean(r["reward"]) for s, r in policies["random"].items()}
+    whole_reference = {s: float(np.mean(r["reward"])) for s, r in policies["random"].items()}
     fixed = next((p for p in policies if p.startswith("fixed:")), None)
-    lines = [f"Reward per step over the last {TAIL:.0%} of each run, paired by seed:\n"]
-    lines.append("| policy | seeds | reward per step | minus random [95% CI] | P(better) |")
-    lines.append("|---|---:|---:|---:|---:|")
+    lines = [
+        f"Reward per step over the last {TAIL:.0%} of each run and over the whole run, paired "
+        "by seed:\n"
+    ]
+    lines.append(
+        f"| policy | seeds | last {TAIL:.0%} | minus random [95% CI] | P(better) | whole run | "
+        "minus random [95% CI] |"
+    )
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for policy, seeds in sorted(policies.items()):
         values = {s: tail_mean(r["reward"]) for s, r in seeds.items()}
-        row = f"| {policy} | {len(values)} | {statistics.fmean(values.values()):.4f} |"
+        whole = {s: float(np.mean(r["reward"])) for s, r in seeds.items()}
+        tail, run = statistics.fmean(values.values()), statistics.fmean(whole.values())
         if policy == "random":
-            lines.append(row + " | |")
+            lines.append(f"| {policy} | {len(values)} | {tail:.4f} | | | {run:.4f} | |")
             continue
         c = paired_comparison(values, reference)
-        lines.append(row + f" {interval(c)} | {c.probability_of_improvement:.2f} |")
+        lines.append(
+            f"| {policy} | {len(values)} | {tail:.4f} | {interval(c)} | "
+            f"{c.probability_of_improvement:.2f} | {run:.4f} | "
+            f"{interval(paired_comparison(whole, whole_reference))} |"
+        )
     agents = [p for p in sorted(policies) if p.split(":")[0] == "ppo"]
     if fixed and agents:
         best = {s: tail_mean(r["reward"]) for s, r in policies[fixed].items()}

@@ -30,6 +30,7 @@ NAMED = {
     "milestones": (2.0, 4.0),
     "milestone_unit": "epoch",
     "preset": "rlmix-preactresnet18-cifar100",
+    "credit": "own",
 }
 
 
@@ -47,7 +48,7 @@ def changed(hint: typing.Any, name: str, default: typing.Any) -> typing.Any:
     if hint is int:
         return 3 if default is None else default + 2
     if hint is float:
-        return 0.25 if default is None or default == 0.5 else default * 0.5
+        return 0.25 if default in (None, 0.0, 0.5) else default * 0.5
     if hint is Path:
         return Path("/runs/x")
     if typing.get_origin(hint) is tuple:

@@ -40,6 +40,18 @@ def run(script: str, *args: str, cwd: Path, check: bool = True) -> subprocess.Co
     return result
 
 
+def start(script: str, *args: str, cwd: Path) -> subprocess.Popen:
+    """``script`` running in the background, its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def tags(folder: Path) -> set[str]:
     events = EventAccumulator(str(folder))
     events.Reload()
@@ -332,14 +344,7 @@ def test_a_signal_keeps_finished_runs_and_the_rerun_does_the_rest(tmp_path, sign
         "3",
         "--no-eval-fgsm",
     ]
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "evaluate_policies.py"), *args],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start("evaluate_policies.py", *args, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(out.glob("runs/*.json")):
         time.sleep(0.2)
@@ -484,24 +489,17 @@ def test_evaluate_help_shows_the_trainer_settings(tmp_path):
 )
 def test_a_signal_saves_a_checkpoint_says_how_to_resume_and_exits_non_zero(tmp_path, signum, code):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "train_agent.py"),
-            "--total-timesteps",
-            "100000",
-            "--run-dir",
-            str(run_dir),
-            "--checkpoint-every",
-            "0",
-            *TINY_ENV,
-            *TINY_PPO,
-        ],
+    process = start(
+        "train_agent.py",
+        "--total-timesteps",
+        "100000",
+        "--run-dir",
+        str(run_dir),
+        "--checkpoint-every",
+        "0",
+        *TINY_ENV,
+        *TINY_PPO,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until an episode has ended inside learn()
