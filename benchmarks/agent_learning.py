@@ -46,6 +46,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from agents import PPOConfig, build_ppo, make_policy
 from agents.envs import make_env
 from agents.statistics import paired_comparison
+from mixenv import msda
 from mixenv.config import DEFAULT_ALPHAS, DEFAULT_GRIDS, EnvConfig
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -290,6 +291,12 @@ def accuracy_table(policies: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     return [*lines, ""]
 
 
+def effective(method: str, grid: int, alpha: float) -> tuple:
+    """``(method, grid, alpha)`` with the fields the method ignores as ``"-"``."""
+    uses = msda.METHODS[method].uses
+    return (method, grid if "grid" in uses else "-", alpha if "alpha" in uses else "-")
+
+
 def actions_table(agent: str, seeds: dict[int, dict[str, Any]]) -> list[str]:
     """What ``agent`` chose over the last :data:`TAIL` of each run."""
     lines = [f"What {agent} chose over the last {TAIL:.0%} of each run:\n"]
@@ -302,7 +309,7 @@ def actions_table(agent: str, seeds: dict[int, dict[str, Any]]) -> list[str]:
         start = int((1 - TAIL) * len(record["method"]))
         methods = SETTINGS[record["setting"]]["methods"]
         chosen = [
-            (methods[m], DEFAULT_GRIDS[g], DEFAULT_ALPHAS[a])
+            effective(methods[m], DEFAULT_GRIDS[g], DEFAULT_ALPHAS[a])
             for m, g, a in zip(record["method"], record["grid"], record["alpha"], strict=True)
         ]
         tail = chosen[start:]
