@@ -11,9 +11,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.runs import exit_code, signal_name
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from agents.runs import STOP_SIGNALS, exit_code, signal_name
 
 
 class PeriodicCheckpoint(BaseCallback):

@@ -18,12 +18,10 @@ save leaves the previous checkpoint whole and never a mix of two.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import gymnasium as gym
 import torch
 
 from agents.ppo import AgentPolicy, rebuild_policy
+from agents.runs import stop_signals_held
 from classifier import resolve_device
 
 AGENT_FILE, ENV_FILE, CONFIG_FILE = "agent.pt", "env.pt", "config.json"
@@ -88,7 +87,7 @@ def save_checkpoint(
     torch.save({**env, STEP_KEY: step}, new / ENV_FILE)
     (new / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     _sync(new)
-    with _signals_held():
+    with stop_signals_held():
         if folder.exists():
             os.replace(folder, old)
         os.replace(new, folder)
@@ -223,17 +222,3 @@ def _sync(folder: Path) -> None:
     for path in folder.iterdir():
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (delivered on exit) where the platform allows."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -7,11 +7,10 @@ parallel (``train_agent.py --n-envs``) builds each in its own worker process wit
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv
 
-from agents.callbacks import STOP_SIGNALS
+from agents.runs import STOP_SIGNALS, stop_signals_held
 from classifier import DatasetNotFoundError
 from mixenv.config import EnvConfig
 from mixenv.env import MixupTrainingEnv
@@ -53,6 +52,12 @@ torch's thread pools and CUDA do not survive a fork)."""
 
 class EnvWorkerError(RuntimeError):
     """A worker process of a vector env stopped (its own message went to stderr)."""
+
+
+def env_steps(total_steps: int, n_envs: int) -> int:
+    """Steps of each of ``n_envs`` envs in a run of ``total_steps`` steps in all (rounded up):
+    what each env's classifier schedule is planned over."""
+    return -(-total_steps // n_envs)
 
 
 def available_cores() -> int:
@@ -140,7 +145,7 @@ def start_workers(factories: Sequence[Callable[[], gym.Env]]) -> SubprocVecEnv:
         EnvWorkerError: a worker stopped while building its env (its message is on stderr).
     """
     try:
-        with _stop_signals_held():
+        with stop_signals_held():
             vec_env = SubprocVecEnv(list(factories), start_method=START_METHOD)
     except (EOFError, OSError) as error:
         raise EnvWorkerError("the process of env 0 stopped while building it") from error
@@ -155,18 +160,18 @@ def start_workers(factories: Sequence[Callable[[], gym.Env]]) -> SubprocVecEnv:
     return vec_env
 
 
-def close_envs(vec_env: VecEnv, *, at_once: bool = False) -> None:
-    """Close ``vec_env``. A ``SubprocVecEnv`` is closed in order (each worker closes its env,
-    flushing its TensorBoard events) unless ``at_once`` or a worker no longer answers: then
-    its workers are killed (they ignore SIGINT and SIGTERM)."""
-    if isinstance(vec_env, SubprocVecEnv) and (at_once or vec_env.waiting):
-        _kill_workers(vec_env)
+def close_envs(env: gym.Env | VecEnv, *, at_once: bool = False) -> None:
+    """Close a run's env, or its vector env. A ``SubprocVecEnv`` is closed in order (each
+    worker closes its env, flushing its TensorBoard events) unless ``at_once`` or a worker no
+    longer answers: then its workers are killed (they ignore SIGINT and SIGTERM)."""
+    if isinstance(env, SubprocVecEnv) and (at_once or env.waiting):
+        _kill_workers(env)
         return
     try:
-        vec_env.close()
+        env.close()
     except (EOFError, OSError):
-        if isinstance(vec_env, SubprocVecEnv):
-            _kill_workers(vec_env)
+        if isinstance(env, SubprocVecEnv):
+            _kill_workers(env)
 
 
 def _kill_workers(vec_env: SubprocVecEnv) -> None:
@@ -177,16 +182,3 @@ def _kill_workers(vec_env: SubprocVecEnv) -> None:
     for remote in vec_env.remotes:
         remote.close()
     vec_env.closed = True
-
-
-@contextlib.contextmanager
-def _stop_signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back in this thread (delivered on exit) where possible."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -10,6 +10,7 @@ needs POSIX file locks (Linux, macOS; on NFS those of the mount).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -120,6 +122,24 @@ def new_run_dir(parent: Path, name: str) -> Path:
             continue
         return folder
     raise RuntimeError(f"could not create a new run folder {parent / name}-N")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""The signals that stop a run after saving (Ctrl-C, and preemption or ``kill``)."""
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back in this thread (delivered on exit) where the platform
+    allows."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def signal_name(signum: int) -> str:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from agents import CheckpointError, is_heuristic, load_agent, load_checkpoint, make_policy
 from agents.checkpoints import env_states
-from agents.envs import make_env
+from agents.envs import env_steps, make_env
 from agents.probe import (
     ProbeSettings,
     advance,
@@ -129,8 +129,7 @@ def saved_env(config: ProbeConfig) -> MixupTrainingEnv:
             f"probing env {config.env_index} of the {len(states)} classifier runs of "
             f"{config.checkpoint} (--env-index 0 to {len(states) - 1} chooses one)"
         )
-    steps = -(-checkpoint.config["total_timesteps"] // len(states))  # each env's share
-    env = make_env(env_config, steps=steps)
+    env = make_env(env_config, steps=env_steps(checkpoint.config["total_timesteps"], len(states)))
     env.load_state_dict(states[config.env_index])
     return env
 

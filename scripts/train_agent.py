@@ -51,7 +51,15 @@ from agents import (
 )
 from agents.callbacks import PeriodicCheckpoint, StopOnDivergence, StopOnSignal
 from agents.checkpoints import env_states, pack_env_states
-from agents.envs import EnvFactory, EnvWorkerError, close_envs, env_threads, make_env, start_workers
+from agents.envs import (
+    EnvFactory,
+    EnvWorkerError,
+    close_envs,
+    env_steps,
+    env_threads,
+    make_env,
+    start_workers,
+)
 from agents.presets import flag, parse_with_preset
 from agents.runs import (
     EXIT_DIVERGED,
@@ -286,12 +294,12 @@ def train(
     try:
         code = learn(config, env, run_dir, checkpoint, stop)
     except Exception:
-        close_env(env)
+        close_envs(env)
         raise
     except BaseException:  # a second signal: stop at once
-        close_env(env, at_once=True)
+        close_envs(env, at_once=True)
         raise
-    close_env(env)
+    close_envs(env)
     return code
 
 
@@ -332,7 +340,7 @@ def parallel_envs(
             config.env,
             index,
             run_dir / f"env-{index}",
-            steps=None if total is None else -(-total // n),
+            steps=None if total is None else env_steps(total, n),
             episodes=config.env.epochs if total is None else None,
             image_every=config.image_every,
             start_step=(checkpoint.step if checkpoint else 0) // n,
@@ -355,14 +363,6 @@ def parallel_envs(
         record = {**config.to_json(), "env_index": index, "env_seed": config.seed + index}
         vec_env.env_method("record_config", record, indices=[index])
     return config, vec_env
-
-
-def close_env(env: gym.Env | VecEnv, at_once: bool = False) -> None:
-    """Close the run's env(s): in order, or ``at_once`` (worker processes killed)."""
-    if isinstance(env, VecEnv):
-        close_envs(env, at_once=at_once)
-    else:
-        env.close()
 
 
 def learn(
